@@ -1,0 +1,210 @@
+"""Datasets as whole uint8 tensors, loaded through torchvision's own classes.
+
+A dataset is read once per process into N x C x H x W uint8 tensors; training
+then cuts batches by index on the device, so no per-image Python work is left
+in the loop. Missing files are installed from a folder of official archives
+(``PLAYGROUND_ARCHIVE_DIR``) before any download is tried.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision import datasets as tv_datasets
+from torchvision.datasets.utils import check_integrity, extract_archive
+
+DATA_DIR_VAR = "PLAYGROUND_DATA_DIR"
+ARCHIVE_DIR_VAR = "PLAYGROUND_ARCHIVE_DIR"
+
+
+class DatasetUnavailable(RuntimeError):
+    """The dataset is neither on disk nor installable; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Train and test images (uint8, N x C x H x W) with labels and what a model needs to know."""
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """How one built-in dataset is found, installed and read."""
+
+    title: str
+    tv_class: type
+    archive_subdir: str  # folder inside PLAYGROUND_ARCHIVE_DIR
+    description: str
+
+
+DATASETS: dict[str, DatasetSource] = {
+    "mnist": DatasetSource(
+        "MNIST", tv_datasets.MNIST, "mnist", "70,000 handwritten digits, 28 x 28 grey"
+    ),
+    "fashion-mnist": DatasetSource(
+        "Fashion-MNIST",
+        tv_datasets.FashionMNIST,
+        "fashion-mnist",
+        "70,000 Zalando clothing images in 10 classes, 28 x 28 grey",
+    ),
+    "cifar10": DatasetSource(
+        "CIFAR-10", tv_datasets.CIFAR10, "", "60,000 small photos in 10 classes, 32 x 32 colour"
+    ),
+}
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get(DATA_DIR_VAR, "data"))
+
+
+def archive_dir() -> Path | None:
+    value = os.environ.get(ARCHIVE_DIR_VAR)
+    return Path(value) if value else None
+
+
+def _archive_files(source: DatasetSource) -> list[tuple[str, str]]:
+    """(file name, md5) of the official archives, from torchvision's own lists."""
+    cls = source.tv_class
+    if issubclass(cls, tv_datasets.MNIST):
+        return list(cls.resources)
+    return [(cls.filename, cls.tgz_md5)]
+
+
+def _extract_root(source: DatasetSource, root: Path) -> Path:
+    """Where torchvision expects the unpacked files of this dataset."""
+    if issubclass(source.tv_class, tv_datasets.MNIST):
+        return root / source.tv_class.__name__ / "raw"
+    return root
+
+
+def is_present(name: str, root: Path | None = None) -> bool:
+    """True when torchvision would load `name` from `root` without downloading."""
+    source = DATASETS[name]
+    root = Path(root or data_dir())
+    cls = source.tv_class
+    if issubclass(cls, tv_datasets.MNIST):
+        raw = _extract_root(source, root)
+        return all((raw / Path(f).stem).is_file() for f, _ in cls.resources)
+    folder = root / cls.base_folder
+    return all(check_integrity(str(folder / f), md5) for f, md5 in cls.train_list + cls.test_list)
+
+
+def install_from_archives(name: str, root: Path, archives: Path) -> bool:
+    """Unpack official archives for `name` from `archives` into `root`.
+
+    Returns False when the archives are not there; raises DatasetUnavailable when
+    one is there but its md5 differs from torchvision's list (a corrupted copy).
+    """
+    source = DATASETS[name]
+    folder = archives / source.archive_subdir
+    files = _archive_files(source)
+    if not all((folder / f).is_file() for f, _ in files):
+        return False
+    for filename, md5 in files:
+        if not check_integrity(str(folder / filename), md5):
+            raise DatasetUnavailable(
+                f"{folder / filename} is corrupted: its md5 is not {md5}, the one "
+                f"torchvision lists for {source.title}. Replace it with the official file."
+            )
+    target = _extract_root(source, root)
+    target.mkdir(parents=True, exist_ok=True)
+    for filename, _ in files:
+        extract_archive(str(folder / filename), str(target))
+    return True
+
+
+def _missing_message(name: str, root: Path, reason: str) -> str:
+    source = DATASETS[name]
+    files = ", ".join(f for f, _ in _archive_files(source))
+    subdir = f"{source.archive_subdir}/" if source.archive_subdir else ""
+    return (
+        f"{source.title} is not in {root} and could not be downloaded ({reason}). "
+        f"Put the official files ({files}) in a folder as <folder>/{subdir}<file> and set "
+        f"{ARCHIVE_DIR_VAR}=<folder>, or point {DATA_DIR_VAR} at a folder where torchvision "
+        f"has already unpacked {source.title}."
+    )
+
+
+def _open_tv_dataset(name: str, root: Path, train: bool):
+    """torchvision's dataset object, installing from archives or downloading if needed."""
+    source = DATASETS[name]
+    if not is_present(name, root):
+        archives = archive_dir()
+        installed = archives is not None and install_from_archives(name, root, archives)
+        if not installed:
+            try:
+                source.tv_class(str(root), train=True, download=True)
+            except Exception as exc:  # network errors come in many types
+                raise DatasetUnavailable(_missing_message(name, root, str(exc) or type(exc).__name__)) from exc
+    try:
+        return source.tv_class(str(root), train=train, download=False)
+    except RuntimeError as exc:
+        raise DatasetUnavailable(_missing_message(name, root, str(exc))) from exc
+
+
+def _as_nchw(images) -> torch.Tensor:
+    """torchvision keeps MNIST as N x H x W tensors and CIFAR as N x H x W x C arrays."""
+    if isinstance(images, np.ndarray):
+        return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    return images.unsqueeze(1).contiguous()
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images, on the [0, 1] scale."""
+    per_channel = images.transpose(0, 1).reshape(images.shape[1], -1).double() / 255.0
+    return tuple(per_channel.mean(1).tolist()), tuple(per_channel.std(1).tolist())
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(name: str, root: str) -> ImageDataset:
+    train = _open_tv_dataset(name, Path(root), train=True)
+    test = _open_tv_dataset(name, Path(root), train=False)
+    train_images = _as_nchw(train.data)
+    mean, std = channel_stats(train_images)
+    return ImageDataset(
+        name=name,
+        train_images=train_images,
+        train_labels=torch.as_tensor(train.targets, dtype=torch.long),
+        test_images=_as_nchw(test.data),
+        test_labels=torch.as_tensor(test.targets, dtype=torch.long),
+        class_names=tuple(train.classes),
+        mean=mean,
+        std=std,
+    )
+
+
+def load_dataset(name: str, root: Path | str | None = None) -> ImageDataset:
+    """Load a built-in dataset by name; a second call in the same process is free."""
+    if name not in DATASETS:
+        raise DatasetUnavailable(f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
+    return _load_cached(name, str(Path(root or data_dir()).resolve()))
+
+
+def train_val_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded split of range(n) into train and validation indices."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"validation split must be in [0, 1), got {val_fraction}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = int(round(n * val_fraction))
+    return perm[n_val:].sort().values, perm[:n_val].sort().values

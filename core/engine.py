@@ -1,0 +1,283 @@
+"""The one training engine, used by the command line and the app.
+
+`train(cfg)` is a single explicit loop: the dataset sits on the device as uint8
+tensors, batches are cut by index, augmentation runs on the batch. Progress is
+reported as events to any subscriber; a stop request (a threading.Event) is
+checked at every step, so a run ends within one batch of being asked.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.augment import augment_batch
+from core.checkpoint import save_checkpoint
+from core.config import TrainConfig
+from core.data import ImageDataset, load_dataset, train_val_split
+from core.device import describe_device, resolve_device
+from core.importers import import_user_data
+from core.metrics import autocast, class_report, loss_and_accuracy, predict_probabilities
+from core.models import build_model, count_parameters
+from core.optim import build_optimizer, build_scheduler
+from core.preprocess import Normalizer, to_unit
+
+STEP_EVENTS_PER_EPOCH = 50  # about this many loss points per epoch for the live curves
+
+
+@dataclass
+class StepEvent:
+    epoch: int
+    step: int  # global step, 1-based
+    total_steps: int
+    loss: float  # mean training loss since the previous step event
+    lr: float
+    samples_per_second: float
+    eta_seconds: float
+    kind: str = "step"
+
+
+@dataclass
+class EpochEvent:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    seconds: float  # wall time of this epoch, validation included
+    lr: float
+    kind: str = "epoch"
+
+
+@dataclass
+class StatusEvent:
+    status: str  # loading, running, evaluating
+    message: str
+    kind: str = "status"
+
+
+Event = StepEvent | EpochEvent | StatusEvent
+
+
+@dataclass
+class TrainResult:
+    status: str  # finished, stopped, diverged
+    message: str
+    config: dict[str, Any]
+    dataset: str
+    class_names: list[str]
+    device: str
+    params: int
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    train_seconds: float = 0.0
+    samples_per_second: float = 0.0
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+    per_class_accuracy: list[float | None] = field(default_factory=list)
+    precision: list[float | None] = field(default_factory=list)
+    recall: list[float | None] = field(default_factory=list)
+    count: list[int] = field(default_factory=list)
+    confusion_matrix: list[list[int]] = field(default_factory=list)
+    checkpoint: str | None = None
+    test_probabilities: torch.Tensor | None = field(default=None, repr=False)  # N x K, kept out of JSON
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("test_probabilities")
+        return data
+
+
+def resolve_dataset(name_or_path: str) -> ImageDataset:
+    """A built-in dataset by name, or a user's CSV file or image folder by path."""
+    if Path(name_or_path).exists() and (Path(name_or_path).is_dir() or name_or_path.lower().endswith(".csv")):
+        return import_user_data(name_or_path)
+    return load_dataset(name_or_path)
+
+
+def default_run_dir(cfg: TrainConfig, dataset: ImageDataset) -> Path:
+    """runs/<time>-<dataset>-<model>-<random>, under PLAYGROUND_RUNS_DIR when it is set."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(os.environ.get("PLAYGROUND_RUNS_DIR", "runs")) / f"{stamp}-{dataset.name}-{cfg.model}-{secrets.token_hex(2)}"
+
+
+def checkpoint_meta(cfg: TrainConfig, dataset: ImageDataset, model: nn.Module, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": cfg.model,
+        "num_classes": dataset.num_classes,
+        "input_shape": list(dataset.input_shape),
+        "dataset": dataset.name,
+        "class_names": list(dataset.class_names),
+        "mean": list(dataset.mean),
+        "std": list(dataset.std),
+        "params": count_parameters(model),
+        "config": cfg.to_dict(),
+        **extra,
+    }
+
+
+def train(
+    cfg: TrainConfig,
+    on_event: Callable[[Event], None] | None = None,
+    stop: threading.Event | None = None,
+    dataset: ImageDataset | None = None,
+) -> TrainResult:
+    """Train, validate and test one model as `cfg` says; see the module docstring."""
+    cfg.validate()
+    emit = on_event or (lambda event: None)
+    stop = stop or threading.Event()
+    device = resolve_device(cfg.device)
+
+    emit(StatusEvent("loading", f"Loading {cfg.dataset}"))
+    data = dataset or resolve_dataset(cfg.dataset)
+    train_idx, val_idx = train_val_split(len(data.train_labels), cfg.val_split, cfg.seed)
+    if cfg.limit_train:
+        train_idx = train_idx[: cfg.limit_train]
+    images = data.train_images.to(device)
+    labels = data.train_labels.to(device)
+    train_idx, val_idx = train_idx.to(device), val_idx.to(device)
+    normalize = Normalizer(data.mean, data.std, device)
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.init, cfg.hidden).to(device)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    optimizer = build_optimizer(model, cfg)
+    steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    total_steps = cfg.epochs * steps_per_epoch
+    log_every = max(1, steps_per_epoch // STEP_EVENTS_PER_EPOCH)
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg, data)
+    best_path = run_dir / "best"
+
+    result = TrainResult(
+        status="running", message="", config=cfg.to_dict(), dataset=data.name,
+        class_names=list(data.class_names), device=describe_device(device), params=count_parameters(model),
+    )
+    emit(StatusEvent("running", f"Training {cfg.model} on {result.device}"))
+    best_acc, best_state, epochs_without_gain = -1.0, None, 0
+    step, train_time, samples_seen = 0, 0.0, 0
+
+    for epoch in range(1, cfg.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        order = train_idx[torch.randperm(len(train_idx), device=device, generator=gen)]
+        loss_sum = torch.zeros((), device=device)  # since the last step event
+        epoch_loss = torch.zeros((), device=device)
+        epoch_correct = torch.zeros((), device=device, dtype=torch.long)
+        steps_since_event, samples_since_event, tick = 0, 0, time.perf_counter()
+        for i in range(steps_per_epoch):
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            x = to_unit(images[idx])
+            if cfg.augment:
+                x = augment_batch(x, cfg.augment, gen)
+            y = labels[idx]
+            with autocast(device):
+                logits = model(normalize(x))
+                loss = criterion(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            loss_sum += loss.detach() * len(idx)
+            epoch_loss += loss.detach() * len(idx)
+            epoch_correct += (logits.argmax(1) == y).sum()
+            steps_since_event += 1
+            samples_since_event += len(idx)
+            if steps_since_event == log_every or i == steps_per_epoch - 1 or stop.is_set():
+                mean_loss = loss_sum.item() / samples_since_event  # one device sync per event
+                now = time.perf_counter()
+                train_time += now - tick
+                samples_seen += samples_since_event
+                rate = samples_seen / max(train_time, 1e-9)
+                result.train_seconds, result.samples_per_second = train_time, rate
+                if not math.isfinite(mean_loss):
+                    return _finish_diverged(result, model, data, normalize, device, best_state, best_path, cfg, epoch, step, emit)
+                result.steps.append({"epoch": epoch, "step": step, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"]})
+                emit(StepEvent(epoch, step, total_steps, mean_loss, optimizer.param_groups[0]["lr"], rate,
+                               (total_steps - step) * cfg.batch_size / max(rate, 1e-9)))
+                loss_sum.zero_()
+                steps_since_event, samples_since_event, tick = 0, 0, time.perf_counter()
+            if stop.is_set():
+                break
+        if stop.is_set():
+            result.status, result.message = "stopped", f"Stopped by request in epoch {epoch}, step {step}."
+            break
+
+        n_train = len(train_idx)
+        train_loss, train_acc = epoch_loss.item() / n_train, epoch_correct.item() / n_train
+        val_loss = val_acc = None
+        if len(val_idx):
+            probs = predict_probabilities(model, images[val_idx], normalize, device, stop.is_set)
+            if probs is None:
+                result.status, result.message = "stopped", f"Stopped by request while validating epoch {epoch}."
+                break
+            val_loss, val_acc = loss_and_accuracy(probs, labels[val_idx])
+        record = EpochEvent(epoch, train_loss, train_acc, val_loss, val_acc,
+                            time.perf_counter() - epoch_start, optimizer.param_groups[0]["lr"])
+        result.epochs.append({k: v for k, v in asdict(record).items() if k != "kind"})
+        emit(record)
+
+        score = val_acc if val_acc is not None else epoch  # no validation set: keep the latest epoch
+        if score > best_acc:
+            best_acc, epochs_without_gain, result.best_epoch = score, 0, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            save_checkpoint(best_path, model, checkpoint_meta(cfg, data, model, epoch=epoch, val_accuracy=val_acc))
+        else:
+            epochs_without_gain += 1
+            if cfg.patience and epochs_without_gain >= cfg.patience:
+                result.message = f"Early stopping: no better validation accuracy for {cfg.patience} epochs after epoch {result.best_epoch}."
+                break
+
+    if result.status == "running":
+        result.status = "finished"
+        result.message = result.message or f"Finished {len(result.epochs)} epochs."
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        result.checkpoint = str(best_path.with_suffix(".safetensors"))
+    else:  # stopped inside the first epoch: keep what it learned so far
+        result.checkpoint = str(save_checkpoint(best_path, model, checkpoint_meta(cfg, data, model, epoch=0)))
+    _evaluate_test(result, model, data, normalize, device, emit)
+    return result
+
+
+def _evaluate_test(result: TrainResult, model: nn.Module, data: ImageDataset, normalize: Normalizer,
+                   device: torch.device, emit: Callable[[Event], None]) -> None:
+    """Fill the test-set numbers of `result`; the test set is touched only here."""
+    emit(StatusEvent("evaluating", "Evaluating on the test set"))
+    probs = predict_probabilities(model, data.test_images, normalize, device)
+    test_labels = data.test_labels.to(device)
+    result.test_loss, result.test_accuracy = loss_and_accuracy(probs, test_labels)
+    report = class_report(probs.argmax(1), test_labels, data.num_classes)
+    for key, value in report.items():
+        setattr(result, key, value)
+    result.test_probabilities = probs.cpu()
+
+
+def _finish_diverged(result: TrainResult, model: nn.Module, data: ImageDataset, normalize: Normalizer,
+                     device: torch.device, best_state: dict | None, best_path: Path, cfg: TrainConfig,
+                     epoch: int, step: int, emit: Callable[[Event], None]) -> TrainResult:
+    """The loss became NaN or infinite: end the run, keeping the last good checkpoint."""
+    result.status = "diverged"
+    advice = "Lower the learning rate, add a schedule with warm-up (one-cycle), or use BatchNorm."
+    if best_state is None:
+        result.message = f"Diverged in epoch {epoch} (step {step}): the loss became NaN or infinite before any epoch finished. {advice}"
+        return result
+    model.load_state_dict(best_state)
+    result.checkpoint = str(best_path.with_suffix(".safetensors"))
+    result.message = (f"Diverged in epoch {epoch} (step {step}): the loss became NaN or infinite. "
+                      f"Kept the checkpoint of epoch {result.best_epoch}. {advice}")
+    _evaluate_test(result, model, data, normalize, device, emit)
+    return result

@@ -1,0 +1,71 @@
+"""Evaluation of a model on whole uint8 tensors, and the per-class numbers a teacher reads."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.functional.classification import multiclass_confusion_matrix
+
+from core.preprocess import Normalizer, to_unit
+
+EVAL_BATCH = 1000
+
+
+def autocast(device: torch.device):
+    """bfloat16 mixed precision on CUDA; a no-op on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def predict_probabilities(
+    model: nn.Module,
+    images_u8: torch.Tensor,
+    normalize: Normalizer,
+    device: torch.device,
+    should_stop=lambda: False,
+) -> torch.Tensor | None:
+    """Softmax probabilities (N x K, float32, on the device), or None when stopped midway."""
+    model.eval()
+    chunks = []
+    for start in range(0, len(images_u8), EVAL_BATCH):
+        if should_stop():
+            return None
+        x = normalize(to_unit(images_u8[start:start + EVAL_BATCH].to(device, non_blocking=True)))
+        with autocast(device):
+            logits = model(x)
+        chunks.append(logits.float().softmax(1))
+    return torch.cat(chunks)
+
+
+def loss_and_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy from probabilities (no label smoothing: the true loss)."""
+    labels = labels.to(probs.device)
+    loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels).item()
+    accuracy = (probs.argmax(1) == labels).float().mean().item()
+    return loss, accuracy
+
+
+def class_report(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, list]:
+    """Confusion matrix (rows: true class, columns: predicted) and per-class accuracy, precision, recall, count."""
+    cm = multiclass_confusion_matrix(predictions.cpu(), labels.cpu(), num_classes=num_classes)
+    true_counts = cm.sum(1)
+    predicted_counts = cm.sum(0)
+    hits = cm.diag().double()
+    recall = _ratios(hits, true_counts)
+    return {
+        "confusion_matrix": cm.tolist(),
+        "per_class_accuracy": recall,  # accuracy on the images of one class is its recall
+        "precision": _ratios(hits, predicted_counts),
+        "recall": recall,
+        "count": true_counts.tolist(),
+    }
+
+
+def _ratios(hits: torch.Tensor, totals: torch.Tensor) -> list[float | None]:
+    """hits / totals per class; None (JSON null) where a class has no images."""
+    return [h / t if t > 0 else None for h, t in zip(hits.tolist(), totals.tolist())]

@@ -1,0 +1,155 @@
+"""The model zoo: a registry of architectures built for a dataset's input shape.
+
+Every builder takes the input shape (C, H, W), the class count and its own
+options, so one name works on MNIST (1 x 28 x 28) and CIFAR-10 (3 x 32 x 32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+Shape = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    build: Callable[..., nn.Module]
+    description: str
+
+
+def _conv_out(size: int, kernel: int, padding: int = 0) -> int:
+    return size + 2 * padding - kernel + 1
+
+
+def mlp(shape: Shape, num_classes: int, hidden: tuple[int, ...] = (256, 128)) -> nn.Module:
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = shape[0] * shape[1] * shape[2]
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+def _lenet5(shape: Shape, num_classes: int, act: type[nn.Module], pool: type[nn.Module]) -> nn.Module:
+    """LeNet-5 sees 32 x 32 inputs; smaller images are zero-padded to that size."""
+    c, h, _ = shape
+    pad = max(0, (32 - h) // 2)
+    side = (_conv_out(h, 5, pad) // 2 - 4) // 2
+    return nn.Sequential(
+        nn.Conv2d(c, 6, 5, padding=pad), act(), pool(2),
+        nn.Conv2d(6, 16, 5), act(), pool(2),
+        nn.Flatten(),
+        nn.Linear(16 * side * side, 120), act(),
+        nn.Linear(120, 84), act(),
+        nn.Linear(84, num_classes),
+    )
+
+
+def lenet5_classic(shape: Shape, num_classes: int) -> nn.Module:
+    return _lenet5(shape, num_classes, nn.Sigmoid, nn.AvgPool2d)
+
+
+def lenet5(shape: Shape, num_classes: int) -> nn.Module:
+    return _lenet5(shape, num_classes, nn.ReLU, nn.MaxPool2d)
+
+
+def lenet_bn(shape: Shape, num_classes: int) -> nn.Module:
+    c, h, _ = shape
+    side = (_conv_out(h, 5) // 2 - 4) // 2
+    return nn.Sequential(
+        nn.Conv2d(c, 20, 5), nn.BatchNorm2d(20), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(20, 50, 5), nn.BatchNorm2d(50), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(50 * side * side, 500), nn.ReLU(),
+        nn.Linear(500, num_classes),
+    )
+
+
+class BasicBlock(nn.Module):
+    """Two 3 x 3 convolutions with a shortcut (a 1 x 1 projection when the shape changes)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out),
+        )
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+def _resnet(shape: Shape, num_classes: int, blocks_per_stage: int, widths: tuple[int, int, int]) -> nn.Module:
+    """A CIFAR-style ResNet (He et al. 2016); global pooling makes it size-agnostic."""
+    layers: list[nn.Module] = [nn.Conv2d(shape[0], widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()]
+    c_in = widths[0]
+    for stage, width in enumerate(widths):
+        for i in range(blocks_per_stage):
+            layers.append(BasicBlock(c_in, width, 2 if stage > 0 and i == 0 else 1))
+            c_in = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def resnet_mini(shape: Shape, num_classes: int) -> nn.Module:
+    return _resnet(shape, num_classes, 1, (32, 64, 128))
+
+
+def resnet20(shape: Shape, num_classes: int) -> nn.Module:
+    return _resnet(shape, num_classes, 3, (16, 32, 64))
+
+
+MODELS: dict[str, ModelSpec] = {
+    "mlp": ModelSpec(mlp, "Fully connected layers with ReLU; the baseline that ignores image structure."),
+    "lenet5-classic": ModelSpec(lenet5_classic, "LeNet-5 as in 1998: sigmoid activations and average pooling."),
+    "lenet5": ModelSpec(lenet5, "LeNet-5 with ReLU and max pooling: 61,706 parameters on MNIST."),
+    "lenet-bn": ModelSpec(lenet_bn, "Convolutions of 20 and 50 channels with BatchNorm and a 500-unit hidden layer."),
+    "resnet-mini": ModelSpec(resnet_mini, "A small residual network: three stages of one block each (32, 64, 128 channels)."),
+    "resnet20": ModelSpec(resnet20, "ResNet-20 for CIFAR (He et al. 2016): three stages of three blocks."),
+}
+
+
+def _init_xavier(module: nn.Module) -> None:
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def _init_kaiming(module: nn.Module) -> None:
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+INITS: dict[str, Callable[[nn.Module], None] | None] = {
+    "default": None,  # PyTorch's own per-layer defaults
+    "xavier": _init_xavier,
+    "kaiming": _init_kaiming,
+}
+
+
+def build_model(name: str, shape: Shape, num_classes: int, init: str = "default", hidden: tuple[int, ...] | None = None) -> nn.Module:
+    """Build registry model `name` for inputs of `shape`; `hidden` is the MLP's layer sizes."""
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODELS)}.")
+    if init not in INITS:
+        raise ValueError(f"Unknown initialisation {init!r}; choose one of {', '.join(INITS)}.")
+    kwargs = {"hidden": tuple(hidden)} if name == "mlp" and hidden else {}
+    model = MODELS[name].build(tuple(shape), num_classes, **kwargs)
+    if INITS[init] is not None:
+        model.apply(INITS[init])
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,86 @@
+"""Predict image files with a saved checkpoint.
+
+python -m core.predict --checkpoint runs/.../best.safetensors digit.png [more.png ...] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms.v2 import functional as TF
+
+from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from core.preprocess import Normalizer
+
+
+def image_to_tensor(image: Image.Image, shape: tuple[int, int, int]) -> torch.Tensor:
+    """A PIL image as a C x H x W float tensor on [0, 1], converted and resized to `shape`."""
+    c, h, w = shape
+    array = np.asarray(image.convert("L" if c == 1 else "RGB"), dtype=np.float32) / 255.0
+    x = torch.from_numpy(array).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1)
+    if x.shape[1:] != (h, w):
+        x = TF.resize(x, [h, w], antialias=True)
+    return x.clamp(0, 1)
+
+
+@torch.inference_mode()
+def predict_tensor(checkpoint: Checkpoint, unit_images: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N x K) for images on [0, 1] of the checkpoint's input shape."""
+    normalize = Normalizer(checkpoint.meta["mean"], checkpoint.meta["std"])
+    checkpoint.model.eval()
+    return checkpoint.model(normalize(unit_images)).softmax(1)
+
+
+def predict_files(checkpoint: Checkpoint, paths: list[str]) -> list[dict[str, Any]]:
+    """One result per path, in order; an unreadable file gets an `error` instead of a prediction."""
+    shape = tuple(checkpoint.meta["input_shape"])
+    results: list[dict[str, Any]] = [{"path": p} for p in paths]
+    tensors, readable = [], []
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as img:
+                tensors.append(image_to_tensor(img, shape))
+            readable.append(i)
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            results[i]["error"] = f"cannot read image: {exc}"
+    if tensors:
+        probs = predict_tensor(checkpoint, torch.stack(tensors))
+        for i, p in zip(readable, probs):
+            index = int(p.argmax())
+            results[i].update(
+                {"class": checkpoint.class_names[index], "index": index,
+                 "probability": float(p[index]), "probabilities": [float(v) for v in p]}
+            )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.predict", description="Predict image files with a checkpoint.")
+    parser.add_argument("--checkpoint", required=True, help="a .safetensors file with its .json beside it")
+    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    parser.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
+    args = parser.parse_args(argv)
+    try:
+        checkpoint = load_checkpoint(args.checkpoint)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    results = predict_files(checkpoint, args.images)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for r in results:
+            name = Path(r["path"]).name
+            print(f"{name}: {r['error']}" if "error" in r else f"{name}: {r['class']} ({r['probability']:.1%})")
+    return 0 if all("error" not in r for r in results) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

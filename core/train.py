@@ -1,0 +1,121 @@
+"""Command line: python -m core.train --dataset mnist --model lenet5 --epochs 3 ...
+
+Shows a progress bar on stderr while it trains; with --json the last line on
+stdout is one JSON object with the run's numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+
+from tqdm import tqdm
+
+from core.augment import AUGMENTATIONS
+from core.config import DEVICES, TrainConfig
+from core.data import DATASETS, DatasetUnavailable
+from core.engine import Event, resolve_dataset, train
+from core.importers import DataImportError
+from core.models import INITS, MODELS
+from core.optim import OPTIMIZERS, SCHEDULERS
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="python -m core.train", description="Train an image classifier.")
+    p.add_argument("--dataset", default=d.dataset, help=f"{', '.join(DATASETS)}, or the path of a CSV file or image folder")
+    p.add_argument("--model", default=d.model, choices=list(MODELS))
+    p.add_argument("--hidden", type=_int_list, default=d.hidden, help="MLP hidden sizes, e.g. 256,128")
+    p.add_argument("--init", default=d.init, choices=list(INITS))
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS))
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--momentum", type=float, default=d.momentum)
+    p.add_argument("--nesterov", action="store_true")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--scheduler", default=d.scheduler, choices=list(SCHEDULERS))
+    p.add_argument("--step-epochs", type=int, default=d.step_epochs, help="step schedule: epochs between decays")
+    p.add_argument("--milestones", type=_int_list, default=d.milestones, help="multistep schedule: epochs, e.g. 2,4")
+    p.add_argument("--gamma", type=float, default=d.gamma, help="decay factor of step and multistep")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--augment", default="", help=f"comma-separated: {', '.join(AUGMENTATIONS)}")
+    p.add_argument("--val-split", type=float, default=d.val_split)
+    p.add_argument("--patience", type=int, default=d.patience, help="early stopping patience in epochs (0: off)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, choices=list(DEVICES))
+    p.add_argument("--limit-train", type=int, default=None, help="train on only the first N training images")
+    p.add_argument("--run-dir", default=None, help="where checkpoints go (default: runs/<time>-<dataset>-<model>)")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object last")
+    return p
+
+
+class ProgressBar:
+    """Turns engine events into a tqdm bar on stderr and a line per epoch."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "step":
+            if self.bar is None:
+                self.bar = tqdm(total=event.total_steps, unit="step", file=sys.stderr, dynamic_ncols=True)
+            self.bar.update(event.step - self.bar.n)
+            self.bar.set_postfix(epoch=event.epoch, loss=f"{event.loss:.4f}", rate=f"{event.samples_per_second:,.0f}/s")
+        elif event.kind == "epoch":
+            val = f", val loss {event.val_loss:.4f}, val acc {event.val_accuracy:.2%}" if event.val_accuracy is not None else ""
+            message = f"epoch {event.epoch}: train loss {event.train_loss:.4f}, train acc {event.train_accuracy:.2%}{val} ({event.seconds:.1f} s)"
+            (self.bar.write if self.bar else print)(message, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    values = {k: v for k, v in vars(args).items() if k != "json"}
+    cfg = TrainConfig(**values)
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        dataset = resolve_dataset(cfg.dataset)
+    except (DataImportError, DatasetUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    bar = ProgressBar()
+    stop = threading.Event()
+    try:
+        result = train(cfg, on_event=bar, stop=stop, dataset=dataset)
+    except KeyboardInterrupt:
+        bar.close()
+        print("interrupted", file=sys.stderr)
+        return 130
+    except ValueError as exc:  # e.g. --device cuda without a GPU
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    bar.close()
+    summary = f"{result.status}: {result.message}"
+    if result.test_accuracy is not None:
+        summary += f" Test accuracy {result.test_accuracy:.2%} on {result.device}, {result.samples_per_second:,.0f} samples/s."
+    print(summary, file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_json_dict()))
+    return 0 if result.status in ("finished", "stopped") else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

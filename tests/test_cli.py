@@ -1,0 +1,94 @@
+"""The command lines as a user runs them: python -m core.train and python -m core.predict."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from core import train as train_cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+
+
+def test_train_json_reports_every_promised_field(tmp_path, mnist):
+    proc = _run("core.train", "--dataset", "mnist", "--model", "lenet5", "--epochs", "1", "--batch-size", "64",
+                "--optimizer", "adamw", "--lr", "0.003", "--weight-decay", "0.01", "--scheduler", "cosine",
+                "--augment", "rotate,crop", "--limit-train", "2000", "--val-split", "0.05", "--seed", "1", "--device", "cpu",
+                "--run-dir", str(tmp_path / "run"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert 0.5 < result["test_accuracy"] <= 1
+    assert len(result["per_class_accuracy"]) == 10
+    assert sum(map(sum, result["confusion_matrix"])) == 10000
+    epoch = result["epochs"][0]
+    assert {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"} <= set(epoch)
+    for key in ("train_seconds", "samples_per_second", "params", "device", "status", "checkpoint"):
+        assert key in result
+    assert result["status"] == "finished" and result["params"] == 61706
+    assert Path(result["checkpoint"]).is_file() and Path(result["checkpoint"]).with_suffix(".json").is_file()
+    assert "epoch 1" in proc.stderr  # the progress report goes to stderr
+
+    # predict with that checkpoint: two real test digits and one broken file
+    paths = []
+    for i in range(2):
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(mnist.test_images[i, 0].numpy()).save(path)
+        paths.append(str(path))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    proc = _run("core.predict", "--checkpoint", result["checkpoint"], *paths, str(broken), "--json")
+    assert proc.returncode == 2, proc.stderr  # non-zero because one file could not be read
+    predictions = json.loads(proc.stdout)
+    assert [p["path"] for p in predictions] == [*paths, str(broken)]
+    for p, label in zip(predictions[:2], mnist.test_labels[:2].tolist()):
+        assert set(p) >= {"class", "index", "probability", "probabilities"}
+        assert abs(sum(p["probabilities"]) - 1) < 1e-4 and p["probability"] == max(p["probabilities"])
+        assert p["class"] == mnist.class_names[p["index"]]
+    assert "error" in predictions[2] and "class" not in predictions[2]
+    plain = _run("core.predict", "--checkpoint", result["checkpoint"], paths[0])
+    assert plain.returncode == 0 and "digit0.png:" in plain.stdout and "%" in plain.stdout
+
+
+@pytest.mark.parametrize("args", [["--optimizer", "lbfgs"], ["--epochs", "three"], ["--batch-size", "0"], ["--augment", "blur"]])
+def test_wrong_arguments_get_argparse_exit_code_2(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.main(args)
+    assert exit_info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_wrong_arguments_from_the_shell():
+    proc = _run("core.train", "--scheduler", "exponential")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_refused_csv_exits_nonzero_with_one_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1," + ",".join(["0"] * 784) + "\n2," + ",".join(["0"] * 783) + "\n")
+    proc = _run("core.train", "--dataset", str(bad), "--epochs", "1")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "row 2: 784 columns, expected 785" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_train_on_a_csv_file(tmp_path, mnist):
+    rows = [[int(label)] + image.flatten().tolist() for image, label in zip(mnist.train_images[:600], mnist.train_labels[:600])]
+    csv_path = tmp_path / "mnist_train.csv"
+    csv_path.write_text("\n".join(",".join(map(str, r)) for r in rows))
+    proc = _run("core.train", "--dataset", str(csv_path), "--epochs", "2", "--device", "cpu",
+                "--run-dir", str(tmp_path / "run"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["dataset"] == "mnist_train.csv" and result["class_names"] == [str(i) for i in range(10)]
+    assert sum(map(sum, result["confusion_matrix"])) == 120  # the 20 % held out as the test set

@@ -1,0 +1,174 @@
+"""The training engine on real MNIST images: learning, seeds, events, stop, NaN, early stopping, checkpoints."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from core.checkpoint import CheckpointError, load_checkpoint
+from core.config import TrainConfig
+from core.engine import train
+from core.optim import SCHEDULERS, lr_curve
+from core.predict import predict_tensor
+
+
+def _cfg(tmp_path, **changes) -> TrainConfig:
+    values = dict(model="lenet5", optimizer="adam", lr=0.003, scheduler="onecycle", batch_size=64,
+                  epochs=1, device="cpu", run_dir=str(tmp_path / "run"))
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def test_short_training_clearly_beats_chance(small_mnist, tmp_path):
+    events = []
+    result = train(_cfg(tmp_path, epochs=2), on_event=events.append, dataset=small_mnist)
+    assert result.status == "finished"
+    assert result.test_accuracy > 0.80  # chance is 0.10
+    assert len(result.epochs) == 2 and result.best_epoch in (1, 2)
+    assert result.epochs[1]["train_loss"] < result.epochs[0]["train_loss"]
+    assert len(result.per_class_accuracy) == 10
+    cm = torch.tensor(result.confusion_matrix)
+    assert cm.sum() == 1000 and cm.diag().sum() / 1000 == pytest.approx(result.test_accuracy)
+    assert result.samples_per_second > 0 and result.params == 61706
+    steps = [e.step for e in events if e.kind == "step"]
+    assert steps == sorted(steps) and steps[-1] == 2 * 43  # 2,700 training images / 64 per batch
+    assert [e.epoch for e in events if e.kind == "epoch"] == [1, 2]
+    assert result.test_probabilities.shape == (1000, 10)
+
+
+def test_same_seed_gives_identical_numbers_on_the_cpu(small_mnist, tmp_path):
+    cfg = _cfg(tmp_path, limit_train=1000, augment=("rotate", "crop"), seed=7)
+    a, b = train(cfg, dataset=small_mnist), train(cfg, dataset=small_mnist)
+    assert a.epochs[0]["train_loss"] == b.epochs[0]["train_loss"]
+    assert a.test_accuracy == b.test_accuracy and a.confusion_matrix == b.confusion_matrix
+    c = train(_cfg(tmp_path, limit_train=1000, augment=("rotate", "crop"), seed=8), dataset=small_mnist)
+    assert c.epochs[0]["train_loss"] != a.epochs[0]["train_loss"]
+
+
+def test_stop_ends_the_run_within_a_second_and_keeps_a_checkpoint(small_mnist, tmp_path):
+    stop = threading.Event()
+    asked = {}
+
+    def on_event(event):
+        if event.kind == "step" and event.step >= 3 and not stop.is_set():
+            asked["at"] = time.perf_counter()
+            stop.set()
+
+    cfg = _cfg(tmp_path, model="resnet20", epochs=50, batch_size=32)
+    result = train(cfg, on_event=on_event, stop=stop, dataset=small_mnist)
+    assert result.status == "stopped"
+    assert result.steps[-1]["step"] <= 4
+    assert result.checkpoint and load_checkpoint(result.checkpoint).meta["model"] == "resnet20"
+    assert result.test_accuracy is not None
+
+
+def test_stop_from_another_thread(small_mnist, tmp_path):
+    stop = threading.Event()
+    timer = threading.Timer(1.0, stop.set)
+    timer.start()
+    start = time.perf_counter()
+    result = train(_cfg(tmp_path, model="resnet20", epochs=50, batch_size=32, val_split=0.0), stop=stop, dataset=small_mnist)
+    assert result.status == "stopped"
+    assert result.train_seconds < 2.0  # training ended within a second of the request
+
+
+def test_nan_loss_ends_as_diverged_and_keeps_the_last_good_checkpoint(small_mnist, tmp_path):
+    """After epoch 1, every training-mode forward pass returns NaN, as an exploding update would."""
+    poisoned = threading.Event()
+
+    def nan_in_training(module, inputs, output):
+        if poisoned.is_set() and module.training and isinstance(module, torch.nn.Linear):
+            return output * float("nan")
+        return None
+
+    def after_epoch_one(event):
+        if event.kind == "epoch" and event.epoch == 1:
+            poisoned.set()
+
+    handle = torch.nn.modules.module.register_module_forward_hook(nan_in_training)
+    try:
+        result = train(_cfg(tmp_path, epochs=3, limit_train=1000), on_event=after_epoch_one, dataset=small_mnist)
+    finally:
+        handle.remove()
+    assert result.status == "diverged" and "NaN" in result.message
+    assert "Kept the checkpoint of epoch 1" in result.message
+    assert result.best_epoch == 1 and len(result.epochs) == 1
+    assert result.test_accuracy > 0.5  # evaluated with the epoch-1 checkpoint
+    assert load_checkpoint(result.checkpoint).meta["epoch"] == 1
+
+
+def test_divergence_before_any_epoch_returns_a_status_not_an_exception(small_mnist, tmp_path):
+    result = train(_cfg(tmp_path, model="mlp", optimizer="sgd", lr=10.0, momentum=0.9, scheduler="none",
+                        limit_train=1000), dataset=small_mnist)
+    assert result.status == "diverged"
+    assert "learning rate" in result.message
+    assert result.test_accuracy is None and result.checkpoint is None
+
+
+def test_early_stopping_with_patience(small_mnist, tmp_path):
+    # a learning rate this small leaves validation accuracy where it starts
+    result = train(_cfg(tmp_path, epochs=10, patience=2, lr=1e-12, scheduler="none", limit_train=500), dataset=small_mnist)
+    assert result.status == "finished" and "Early stopping" in result.message
+    assert len(result.epochs) == 3 and result.best_epoch == 1
+
+
+def test_checkpoint_round_trip_gives_the_same_predictions(small_mnist, tmp_path):
+    result = train(_cfg(tmp_path, model="lenet-bn", limit_train=1000), dataset=small_mnist)
+    checkpoint = load_checkpoint(result.checkpoint)
+    assert checkpoint.meta["class_names"] == list(small_mnist.class_names)
+    assert checkpoint.meta["config"]["model"] == "lenet-bn"
+    images = small_mnist.test_images.float() / 255
+    probs = predict_tensor(checkpoint, images)
+    assert torch.allclose(probs, result.test_probabilities, atol=1e-5)
+
+
+def test_checkpoint_of_another_architecture_or_class_count_is_refused(small_mnist, tmp_path):
+    result = train(_cfg(tmp_path, limit_train=300), dataset=small_mnist)
+    with pytest.raises(CheckpointError, match="is a lenet5, not a resnet20"):
+        load_checkpoint(result.checkpoint, expect_model="resnet20")
+    with pytest.raises(CheckpointError, match="predicts 10 classes, not 3"):
+        load_checkpoint(result.checkpoint, expect_classes=3)
+
+
+def test_tampered_checkpoints_are_refused(small_mnist, tmp_path):
+    import json
+    from pathlib import Path
+
+    result = train(_cfg(tmp_path, limit_train=300), dataset=small_mnist)
+    weights = Path(result.checkpoint)
+    meta = weights.with_suffix(".json")
+    description = json.loads(meta.read_text())
+    description["model"] = "lenet-bn"  # JSON says one architecture, the weights are another
+    meta.write_text(json.dumps(description))
+    with pytest.raises(CheckpointError, match="does not fit a lenet-bn"):
+        load_checkpoint(weights)
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_checkpoint(weights)
+
+
+def test_invalid_config_is_refused_with_a_message():
+    with pytest.raises(ValueError, match="Batch size must be"):
+        TrainConfig(batch_size=0).validate()
+    with pytest.raises(ValueError, match="Unknown optimizer"):
+        TrainConfig(optimizer="lbfgs").validate()
+
+
+@pytest.mark.parametrize("scheduler", list(SCHEDULERS))
+def test_every_schedule_can_be_plotted_before_training(scheduler):
+    cfg = TrainConfig(epochs=4, lr=0.1, scheduler=scheduler, milestones=(2, 3), step_epochs=1)
+    rates = lr_curve(cfg, steps_per_epoch=10)
+    assert len(rates) == 40 and all(r >= 0 for r in rates)
+    if scheduler == "none":
+        assert set(rates) == {0.1}
+    if scheduler == "step":
+        assert rates[0] == pytest.approx(0.1) and rates[10] == pytest.approx(0.01)
+    if scheduler == "multistep":
+        assert rates[19] == pytest.approx(0.1) and rates[20] == pytest.approx(0.01) and rates[30] == pytest.approx(0.001)
+    if scheduler == "onecycle":
+        assert max(rates) == pytest.approx(0.1, rel=0.05) and rates[0] < 0.01 and rates[-1] < 0.001
+    if scheduler == "cosine":
+        assert rates[0] == pytest.approx(0.1) and rates[-1] < 0.001

@@ -1,0 +1,120 @@
+"""A user's own data: the CSV and image-folder importers, and every refusal they owe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.importers import DataImportError, import_csv, import_image_folder, import_user_data
+
+
+def _rows(n: int, classes: int = 3, seed: int = 0) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [[i % classes] + rng.integers(0, 256, 784).tolist() for i in range(n)]
+
+
+def _write_csv(path, rows, header: bool = False):
+    lines = []
+    if header:
+        lines.append(",".join(["label"] + [f"pixel{i}" for i in range(784)]))
+    lines += [",".join(str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("header", [False, True])
+def test_csv_in_mnist_layout(tmp_path, header):
+    rows = _rows(50)
+    ds = import_csv(_write_csv(tmp_path / "mnist_train.csv", rows, header))
+    assert ds.class_names == ("0", "1", "2")
+    assert len(ds.train_labels) + len(ds.test_labels) == 50 and len(ds.test_labels) == 10
+    assert ds.train_images.shape[1:] == (1, 28, 28)
+    # every image is stored with its own label, pixel for pixel
+    table = {tuple(r[1:]): r[0] for r in rows}
+    for image, label in zip(ds.train_images, ds.train_labels):
+        assert table[tuple(image.flatten().tolist())] == int(ds.class_names[label])
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda rows: rows[3].append(7), "row 4: 786 columns, expected 785"),
+        (lambda rows: rows[5].__setitem__(10, 256), "row 6: values must be whole numbers from 0 to 255"),
+        (lambda rows: rows[2].__setitem__(3, -1), "row 3: values must be whole numbers"),
+        (lambda rows: rows[7].__setitem__(9, "abc"), "row 8: 'abc' is not a number"),
+        (lambda rows: rows[1].__setitem__(9, 3.5), "row 2: values must be whole numbers"),
+    ],
+)
+def test_malformed_csv_names_the_row(tmp_path, mutate, message):
+    rows = _rows(10)
+    mutate(rows)
+    with pytest.raises(DataImportError, match=message):
+        import_csv(_write_csv(tmp_path / "bad.csv", rows))
+
+
+def test_csv_row_numbers_count_the_header(tmp_path):
+    rows = _rows(10)
+    rows[0].pop()
+    with pytest.raises(DataImportError, match="row 2: 784 columns"):
+        import_csv(_write_csv(tmp_path / "bad.csv", rows, header=True))
+
+
+def test_csv_with_one_class_is_refused(tmp_path):
+    with pytest.raises(DataImportError, match="only one class"):
+        import_csv(_write_csv(tmp_path / "one.csv", _rows(10, classes=1)))
+
+
+def test_empty_and_binary_csv_are_refused(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataImportError, match="no data rows"):
+        import_csv(tmp_path / "empty.csv")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00\x81" * 100)
+    with pytest.raises(DataImportError):
+        import_csv(tmp_path / "binary.csv")
+
+
+def _image_folder(root, sizes=None, mode="L", classes=("cat", "dog"), per_class=5):
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            size = (sizes or {}).get((c, i), (16, 16))
+            colour = (i * 40,) * (3 if mode == "RGB" else 1)
+            Image.new(mode, size, colour if mode == "RGB" else colour[0]).save(root / c / f"{i}.png")
+    return root
+
+
+def test_image_folder_grey_and_colour(tmp_path):
+    grey = import_image_folder(_image_folder(tmp_path / "grey"))
+    assert grey.class_names == ("cat", "dog") and grey.train_images.shape[1:] == (1, 16, 16)
+    assert len(grey.train_labels) + len(grey.test_labels) == 10
+    colour = import_user_data(_image_folder(tmp_path / "colour", mode="RGB"))
+    assert colour.train_images.shape[1:] == (3, 16, 16)
+
+
+def test_mixed_sizes_are_refused_naming_both_files(tmp_path):
+    root = _image_folder(tmp_path / "mixed", sizes={("dog", 2): (20, 16)})
+    with pytest.raises(DataImportError, match=r"dog/2.png is 20 x 16 but cat/0.png is 16 x 16"):
+        import_image_folder(root)
+
+
+def test_empty_class_and_single_class_are_refused(tmp_path):
+    root = _image_folder(tmp_path / "empty")
+    (root / "emu").mkdir()
+    with pytest.raises(DataImportError, match="emu: this class folder holds no images"):
+        import_image_folder(root)
+    with pytest.raises(DataImportError, match="only one class"):
+        import_image_folder(_image_folder(tmp_path / "single", classes=("cat",)))
+
+
+def test_unreadable_image_is_refused_by_name(tmp_path):
+    root = _image_folder(tmp_path / "broken")
+    (root / "dog" / "9.png").write_bytes(b"not a png")
+    with pytest.raises(DataImportError, match="dog/9.png: not a readable image"):
+        import_image_folder(root)
+
+
+def test_other_paths_are_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DataImportError, match="expected a .csv file or a folder"):
+        import_user_data(tmp_path / "notes.txt")
