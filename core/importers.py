@@ -8,6 +8,10 @@ message naming the row or file; nothing is half-loaded.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +162,40 @@ def import_user_data(path: str | Path) -> ImageDataset:
     if path.suffix.lower() == ".csv":
         return import_csv(path)
     raise DataImportError(f"{path}: expected a .csv file or a folder of class sub-folders.")
+
+
+MAX_ZIP_BYTES = 1 << 30  # unpacked size a zipped image folder may have
+MAX_ZIP_FILES = 200_000
+
+
+def import_zip(data: bytes, name: str) -> ImageDataset:
+    """A zipped image folder (class sub-folders at the top, or inside one top folder)."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise DataImportError(f"{name}: not a readable zip file.") from exc
+    with archive, tempfile.TemporaryDirectory(prefix="playground-upload-") as tmp:
+        members = [m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
+        if len(members) > MAX_ZIP_FILES or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+            raise DataImportError(f"{name}: too large (more than {MAX_ZIP_FILES:,} files or {MAX_ZIP_BYTES >> 20:,} MB unpacked).")
+        for member in members:
+            archive.extract(member, tmp)  # zipfile strips absolute paths and '..'
+        root = Path(tmp)
+        entries = [p for p in root.iterdir() if not p.name.startswith(".")]
+        if len(entries) == 1 and entries[0].is_dir() and any(p.is_dir() for p in entries[0].iterdir()):
+            root = entries[0]  # the zip holds one folder that holds the classes
+        dataset = import_image_folder(root)
+    return dataclasses.replace(dataset, name=Path(name).stem)
+
+
+def import_upload(data: bytes, name: str) -> ImageDataset:
+    """An uploaded file by its name: a .csv in the MNIST layout or a .zip of an image folder."""
+    suffix = Path(name).suffix.lower()
+    if suffix == ".zip":
+        return import_zip(data, name)
+    if suffix == ".csv":
+        with tempfile.TemporaryDirectory(prefix="playground-upload-") as tmp:
+            path = Path(tmp) / Path(name).name
+            path.write_bytes(data)
+            return import_csv(path)
+    raise DataImportError(f"{name}: upload a .csv file (MNIST layout) or a .zip of class folders.")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.functional.classification import multiclass_confusion_matrix
+from torchmetrics.functional.classification import multiclass_calibration_error, multiclass_confusion_matrix
 
 from core.preprocess import Normalizer, to_unit
 
@@ -69,3 +70,42 @@ def class_report(predictions: torch.Tensor, labels: torch.Tensor, num_classes: i
 def _ratios(hits: torch.Tensor, totals: torch.Tensor) -> list[float | None]:
     """hits / totals per class; None (JSON null) where a class has no images."""
     return [h / t if t > 0 else None for h, t in zip(hits.tolist(), totals.tolist())]
+
+
+def most_confused(confusion: list[list[int]], class_names: list[str], top: int = 5) -> list[tuple[str, str, int]]:
+    """The `top` (true, predicted, count) pairs off the diagonal, most frequent first."""
+    pairs = [(class_names[t], class_names[p], n) for t, row in enumerate(confusion)
+             for p, n in enumerate(row) if t != p and n > 0]
+    return sorted(pairs, key=lambda pair: -pair[2])[:top]
+
+
+def calibration(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 10) -> dict[str, Any]:
+    """Reliability diagram data and expected calibration error (torchmetrics' ECE).
+
+    For each confidence bin: the mean confidence, the accuracy and the count.
+    """
+    probabilities, labels = probabilities.float().cpu(), labels.cpu()
+    confidence, predicted = probabilities.max(1)
+    correct = (predicted == labels).float()
+    which = ((confidence * bins).long()).clamp(max=bins - 1)
+    rows = []
+    for b in range(bins):
+        members = which == b
+        n = int(members.sum())
+        rows.append({
+            "bin": f"{b / bins:.1f}–{(b + 1) / bins:.1f}",
+            "confidence": float(confidence[members].mean()) if n else None,
+            "accuracy": float(correct[members].mean()) if n else None,
+            "count": n,
+        })
+    ece = multiclass_calibration_error(probabilities, labels, num_classes=probabilities.shape[1], n_bins=bins, norm="l1")
+    return {"bins": rows, "ece": float(ece)}
+
+
+def smooth(values: list[float], weight: float = 0.9) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased at the start."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, start=1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight ** i))
+    return out

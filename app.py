@@ -1,0 +1,49 @@
+"""ConvNet Playground: the home page. Run with `streamlit run app.py`."""
+
+import os
+
+import streamlit as st
+
+from core.data import ARCHIVE_DIR_VAR, DATASETS, archive_dir, data_dir, is_present
+from core.device import describe_device, resolve_device
+from core.jobs import manager
+
+st.set_page_config(page_title="ConvNet Playground", page_icon="🧠", layout="wide")
+
+st.title("🧠 ConvNet Playground")
+st.markdown(
+    "Learn how convolutional networks train by training them yourself.  \n"
+    "Pick a dataset, design a network and its hyperparameters, and watch it learn live.  \n"
+    "Then read its mistakes and draw a digit for it to recognise."
+)
+
+device = resolve_device("auto")
+left, right = st.columns(2)
+with left:
+    st.subheader("Where it trains")
+    st.metric("Device", describe_device(device))
+    active = manager().active()
+    if active is not None:
+        st.info(f"Run {active.title} is training now: {active.message}")
+        st.page_link("pages/3_Train.py", label="Watch it on the Train page", icon="📈")
+with right:
+    st.subheader("Datasets")
+    archives = archive_dir()
+    rows = []
+    for name, source in DATASETS.items():
+        if is_present(name):
+            state = "✅ ready"
+        elif archives is not None and (archives / source.archive_subdir).exists():
+            state = f"📦 will be installed from {ARCHIVE_DIR_VAR}"
+        else:
+            state = "⬇️ will be downloaded on first use"
+        rows.append({"dataset": source.title, "what": source.description, "status": state})
+    st.dataframe(rows, hide_index=True, width="stretch")
+    st.caption(f"Data folder: `{os.path.abspath(data_dir())}`")
+
+st.subheader("The journey")
+st.page_link("pages/1_Data.py", label="1. Data: browse samples, classes, statistics and augmentations", icon="🖼️")
+st.page_link("pages/2_Model.py", label="2. Model: choose an architecture and its hyperparameters", icon="🧩")
+st.page_link("pages/3_Train.py", label="3. Train: start a run and watch the curves live", icon="📈")
+st.page_link("pages/4_Results.py", label="4. Results: per-class accuracy, confusion, mistakes, calibration", icon="🔍")
+st.page_link("pages/5_Draw.py", label="5. Draw: sketch a digit and see what the model thinks", icon="✏️")

@@ -1,0 +1,172 @@
+"""Training in a background thread, so a user interface never blocks on it.
+
+The app's pages are rerun from the top at every click; a run must outlive
+those reruns, page switches and browser reloads. A process-wide JobManager
+owns the runs: it starts one thread per run, keeps every event the engine
+emits, refuses a second run on a device that is busy, and turns any failure
+into a status with a message instead of a dead thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from core.config import TrainConfig
+from core.data import DatasetUnavailable, ImageDataset
+from core.device import resolve_device
+from core.engine import EpochEvent, Event, StatusEvent, StepEvent, TrainResult, train
+from core.importers import DataImportError
+
+ACTIVE = ("queued", "loading", "running", "evaluating")
+
+
+class DeviceBusy(RuntimeError):
+    """A run is already training on this device."""
+
+
+@dataclass
+class Snapshot:
+    """A consistent copy of a job's progress, safe to read from another thread."""
+
+    status: str
+    message: str
+    steps: list[StepEvent]
+    epochs: list[EpochEvent]
+    result: TrainResult | None
+
+
+@dataclass
+class TrainingJob:
+    id: int
+    config: TrainConfig
+    device: str
+    dataset: ImageDataset | None = None  # a user's imported data; built-in datasets load by name
+    created: float = field(default_factory=time.time)
+    status: str = "queued"
+    message: str = "Waiting to start"
+    result: TrainResult | None = None
+    _steps: list[StepEvent] = field(default_factory=list)
+    _epochs: list[EpochEvent] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    @property
+    def title(self) -> str:
+        return f"#{self.id} {self.config.model} on {self.result.dataset if self.result else self.config.dataset}"
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def stop(self) -> None:
+        """Ask the run to stop; the engine ends within one batch and keeps what it learned."""
+        self._stop.set()
+        if self.active:
+            self.message = "Stopping…"
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run ends (for scripts and tests); True when it has."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.active
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return Snapshot(self.status, self.message, list(self._steps), list(self._epochs), self.result)
+
+    def _on_event(self, event: Event) -> None:
+        with self._lock:
+            if isinstance(event, StepEvent):
+                self._steps.append(event)
+            elif isinstance(event, EpochEvent):
+                self._epochs.append(event)
+            elif isinstance(event, StatusEvent):
+                self.status, self.message = event.status, event.message
+
+    def _run(self) -> None:
+        try:
+            result = train(self.config, on_event=self._on_event, stop=self._stop, dataset=self.dataset)
+        except torch.cuda.OutOfMemoryError:
+            self._fail("The GPU ran out of memory. Lower the batch size or choose a smaller model, then start again.")
+        except (DatasetUnavailable, DataImportError, ValueError) as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # a background thread must end with a status, never silently
+            self._fail(f"Training failed: {type(exc).__name__}: {exc}")
+        else:
+            with self._lock:
+                self.result, self.status, self.message = result, result.status, result.message
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def _fail(self, message: str) -> None:
+        with self._lock:
+            self.status, self.message = "failed", message
+
+
+class JobManager:
+    """Every run of this process, newest last; at most one active run per device."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[int, TrainingJob] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def start(self, config: TrainConfig, dataset: ImageDataset | None = None) -> TrainingJob:
+        """Validate `config` and start it in a thread; DeviceBusy if its device is training."""
+        config.validate()
+        device = str(resolve_device(config.device))
+        with self._lock:
+            busy = next((j for j in self._jobs.values() if j.active and j.device == device), None)
+            if busy is not None:
+                raise DeviceBusy(f"Run {busy.title} is still training on {device}. Stop it or wait for it to finish.")
+            job = TrainingJob(next(self._ids), config, device, dataset)
+            self._jobs[job.id] = job
+        job._thread = threading.Thread(target=job._run, name=f"train-{job.id}", daemon=True)
+        job._thread.start()
+        return job
+
+    def jobs(self) -> list[TrainingJob]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def get(self, job_id: int) -> TrainingJob | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def active(self) -> TrainingJob | None:
+        return next((j for j in reversed(self.jobs()) if j.active), None)
+
+    def latest_with_result(self) -> TrainingJob | None:
+        return next((j for j in reversed(self.jobs()) if j.result is not None and j.result.test_accuracy is not None), None)
+
+
+_MANAGER = JobManager()
+
+
+def manager() -> JobManager:
+    """The process-wide manager: every browser session of one server shares it."""
+    return _MANAGER
+
+
+def summarize(job: TrainingJob) -> dict[str, Any]:
+    """One row of a run table."""
+    r = job.result
+    return {
+        "run": job.id,
+        "dataset": r.dataset if r else job.config.dataset,
+        "model": job.config.model,
+        "optimizer": job.config.optimizer,
+        "lr": job.config.lr,
+        "epochs": len(r.epochs) if r else None,
+        "status": job.status,
+        "test accuracy": r.test_accuracy if r else None,
+        "seconds": r.train_seconds if r else None,
+    }

@@ -1,0 +1,97 @@
+"""Data: browse a dataset before training on it."""
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.augment import AUGMENTATIONS, DESCRIPTIONS
+from core.data import DATASETS
+from core.explore import (augmentation_preview, class_balance, examples_per_class, mean_images,
+                          pixel_histogram, random_indices)
+from core.importers import DataImportError, import_upload
+from pages.lib import (DATASET_KEY, UPLOAD, USER_DATA_KEY, chosen_dataset, chosen_dataset_name, current_config,
+                       dataset_title, image_row, intro, save_config)
+
+st.set_page_config(page_title="Data · ConvNet Playground", page_icon="🖼️", layout="wide")
+st.title("🖼️ Data")
+intro("Look at the images before you train on them: samples, class balance, average images, intensities and augmentations.")
+
+# The radio has its own key: Streamlit forgets a widget's state on pages that do not draw it,
+# and the choice must outlive a visit to another page.
+st.session_state["dataset_radio"] = chosen_dataset_name()
+st.radio("Dataset", [*DATASETS, UPLOAD], key="dataset_radio", horizontal=True,
+         format_func=lambda n: "Upload your own" if n == UPLOAD else dataset_title(n),
+         on_change=lambda: st.session_state.update({DATASET_KEY: st.session_state["dataset_radio"]}))
+
+if chosen_dataset_name() == UPLOAD:
+    upload = st.file_uploader(
+        "A CSV in the mnist_train.csv layout (label, then 784 pixels per row) or a .zip of an image folder with one sub-folder per class",
+        type=["csv", "zip"])
+    if upload is not None and st.session_state.get("user_upload_id") != upload.file_id:
+        try:
+            with st.spinner(f"Reading {upload.name}…"):
+                st.session_state[USER_DATA_KEY] = import_upload(upload.getvalue(), upload.name)
+            st.session_state["user_upload_id"] = upload.file_id
+        except DataImportError as exc:
+            st.error(f"{exc} Nothing was loaded.")
+
+data = chosen_dataset()
+if data is None:
+    st.stop()
+
+cfg = current_config()
+c, h, w = data.input_shape
+st.markdown(f"**{dataset_title(data.name)}**: {len(data.train_labels):,} training and {len(data.test_labels):,} test images "
+            f"of {w} x {h} pixels, {c} channel{'s' if c > 1 else ''}, {data.num_classes} classes. "
+            f"Mean {', '.join(f'{m:.4f}' for m in data.mean)}, std {', '.join(f'{s:.4f}' for s in data.std)} (on [0, 1]).")
+
+samples_tab, classes_tab, stats_tab, augment_tab = st.tabs(["Samples", "Classes", "Statistics", "Augmentation"])
+
+with samples_tab:
+    if st.button("🔀 Reshuffle"):
+        st.session_state["sample_seed"] = st.session_state.get("sample_seed", 0) + 1
+    idx = random_indices(len(data.train_labels), 32, st.session_state.get("sample_seed", 0))
+    for row in range(4):
+        chunk = idx[row * 8:(row + 1) * 8]
+        image_row(data.train_images[chunk], [data.class_names[data.train_labels[i]] for i in chunk])
+
+with classes_tab:
+    per_class = examples_per_class(data.train_labels, data.num_classes, 8, seed=1)
+    for k, name in enumerate(data.class_names):
+        st.markdown(f"**{name}**")
+        image_row(data.train_images[per_class[k]], [""] * len(per_class[k]), width=56)
+
+with stats_tab:
+    balance = class_balance(data, cfg.val_split, cfg.seed)
+    fig = go.Figure([go.Bar(name=split, x=list(data.class_names), y=counts) for split, counts in balance.items()])
+    fig.update_layout(barmode="group", title=f"Images per class (validation: {cfg.val_split:.0%} of train, seed {cfg.seed})",
+                      yaxis_title="images", height=360, margin=dict(t=50, b=10))
+    st.plotly_chart(fig, width="stretch")
+
+    st.markdown("**The mean image of each class**")
+    image_row(mean_images(data), list(data.class_names), width=56)
+
+    centres, counts = pixel_histogram(data)
+    colours = ["#334155"] if len(counts) == 1 else ["#DC2626", "#16A34A", "#2563EB"]
+    names = ["grey"] if len(counts) == 1 else ["red", "green", "blue"]
+    hist = go.Figure([go.Bar(x=centres, y=n, name=name, marker_color=col, opacity=0.7)
+                      for n, name, col in zip(counts, names, colours)])
+    hist.update_layout(barmode="overlay", title="Pixel intensities of the training set", xaxis_title="intensity (0 = black, 1 = white)",
+                       yaxis_title="pixels", yaxis_type="log", height=320, margin=dict(t=50, b=10))
+    st.plotly_chart(hist, width="stretch")
+
+with augment_tab:
+    chosen = st.multiselect("Augmentations", list(AUGMENTATIONS), default=list(cfg.augment),
+                            format_func=lambda n: f"{n}: {DESCRIPTIONS[n]}")
+    if tuple(chosen) != tuple(cfg.augment) and st.button("Use these for training"):
+        cfg.augment = tuple(chosen)
+        save_config(cfg)
+        st.success(f"Training will use: {', '.join(chosen) or 'no augmentation'}.")
+    if st.button("🎲 New draw"):
+        st.session_state["augment_seed"] = st.session_state.get("augment_seed", 0) + 1
+    picks = random_indices(len(data.train_labels), 8, 100)
+    before = data.train_images[picks]
+    after = augmentation_preview(before, tuple(chosen), st.session_state.get("augment_seed", 0))
+    st.markdown("**Before**")
+    image_row(before, [data.class_names[data.train_labels[i]] for i in picks])
+    st.markdown("**After** (what the network sees during training; validation and test images are never augmented)")
+    image_row(after, [""] * len(picks))

@@ -1,0 +1,131 @@
+"""Model: an architecture and every hyperparameter of the engine, with limits it accepts."""
+
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.augment import AUGMENTATIONS, DESCRIPTIONS
+from core.config import DEVICES, TrainConfig
+from core.models import INITS, MODELS
+from core.optim import OPTIMIZERS, SCHEDULERS, lr_curve
+from core.recipes import RECIPES
+from core.summary import layer_table
+from pages.lib import DATASET_KEY, chosen_dataset, current_config, dataset_title, intro, save_config
+
+st.set_page_config(page_title="Model · ConvNet Playground", page_icon="🧩", layout="wide")
+st.title("🧩 Model and hyperparameters")
+intro("Choose a network and how to train it; its layer table and learning-rate schedule update before any training.")
+
+PREFIX = "hp_"  # widget keys: hp_<TrainConfig field>
+
+
+def apply_recipe(name: str) -> None:
+    """Fill the form (and the dataset choice) from a recipe, before the widgets are drawn."""
+    values = {**TrainConfig().to_dict(), **RECIPES[name].config}
+    st.session_state[DATASET_KEY] = values["dataset"]
+    save_config(TrainConfig.from_dict(values))
+    for key in [k for k in st.session_state if k.startswith(PREFIX)]:
+        del st.session_state[key]
+
+
+cfg = current_config()
+for field, value in cfg.to_dict().items():  # widgets start from the saved config
+    st.session_state.setdefault(PREFIX + field, list(value) if isinstance(value, tuple) else value)
+
+with st.expander("📖 Recipes: fill the form in one click", expanded=False):
+    cols = st.columns(2)
+    for i, (name, recipe) in enumerate(RECIPES.items()):
+        with cols[i % 2]:
+            st.button(recipe.title, key=f"recipe_{name}", on_click=apply_recipe, args=(name,), help=recipe.description,
+                      width="stretch")
+            st.caption(f"{dataset_title(recipe.config['dataset'])}: {recipe.description}")
+
+data = chosen_dataset()
+if data is None:
+    st.stop()
+
+arch, train_col = st.columns([1, 1])
+with arch:
+    st.subheader("Architecture")
+    st.selectbox("Model", list(MODELS), key=PREFIX + "model", format_func=lambda n: n, help="The model zoo of core.models")
+    st.caption(MODELS[st.session_state[PREFIX + "model"]].description)
+    if st.session_state[PREFIX + "model"] == "mlp":
+        hidden_text = st.text_input("Hidden layer sizes", value=",".join(map(str, st.session_state[PREFIX + "hidden"])),
+                                    help="Comma-separated, e.g. 256,128")
+        try:
+            hidden = [int(v) for v in hidden_text.split(",") if v.strip()]
+            if not hidden or min(hidden) < 1 or max(hidden) > 8192:
+                raise ValueError
+            st.session_state[PREFIX + "hidden"] = hidden
+        except ValueError:
+            st.warning("Hidden sizes must be whole numbers from 1 to 8192, e.g. 256,128. Keeping the last valid ones.")
+    st.selectbox("Initialisation", list(INITS), key=PREFIX + "init",
+                 help="default: PyTorch's per-layer defaults; xavier: Glorot uniform; kaiming: He normal")
+
+with train_col:
+    st.subheader("Optimisation")
+    st.selectbox("Optimizer", list(OPTIMIZERS), key=PREFIX + "optimizer")
+    st.number_input("Learning rate (peak, for one-cycle)", min_value=1e-6, max_value=10.0, format="%.5f", key=PREFIX + "lr")
+    if st.session_state[PREFIX + "optimizer"] == "sgd":
+        st.slider("Momentum", 0.0, 0.99, step=0.01, key=PREFIX + "momentum")
+        st.checkbox("Nesterov momentum", key=PREFIX + "nesterov")
+    st.number_input("Weight decay", min_value=0.0, max_value=1.0, step=1e-4, format="%.5f", key=PREFIX + "weight_decay")
+    st.selectbox("Learning-rate schedule", list(SCHEDULERS), key=PREFIX + "scheduler")
+    schedule = st.session_state[PREFIX + "scheduler"]
+    if schedule == "step":
+        st.number_input("Decay every (epochs)", min_value=1, max_value=500, key=PREFIX + "step_epochs")
+    if schedule == "multistep":
+        st.multiselect("Decay at epochs", list(range(1, 101)), key=PREFIX + "milestones")
+    if schedule in ("step", "multistep"):
+        st.number_input("Decay factor", min_value=0.01, max_value=1.0, step=0.05, key=PREFIX + "gamma")
+
+run_col, data_col = st.columns([1, 1])
+with run_col:
+    st.subheader("Run")
+    st.number_input("Epochs", min_value=1, max_value=500, key=PREFIX + "epochs")
+    st.select_slider("Batch size", [16, 32, 64, 100, 128, 256, 512, 1024], key=PREFIX + "batch_size")
+    st.slider("Label smoothing", 0.0, 0.5, step=0.05, key=PREFIX + "label_smoothing")
+    st.number_input("Early stopping patience (epochs, 0 = off)", min_value=0, max_value=100, key=PREFIX + "patience")
+    st.number_input("Seed", min_value=0, max_value=2**31 - 1, key=PREFIX + "seed")
+    st.selectbox("Device", list(DEVICES), key=PREFIX + "device", help="auto: the CUDA GPU when there is one, else the CPU")
+with data_col:
+    st.subheader("Data")
+    st.slider("Validation split", 0.0, 0.5, step=0.05, key=PREFIX + "val_split",
+              help="Carved from the training set with the seed; the test set is never used for training or choosing a checkpoint")
+    st.multiselect("Augmentation (training batches only)", list(AUGMENTATIONS), key=PREFIX + "augment",
+                   format_func=lambda n: f"{n}: {DESCRIPTIONS[n]}")
+    limit = st.number_input("Train on only the first N images (0 = all)", min_value=0, max_value=len(data.train_labels),
+                            value=cfg.limit_train or 0, step=1000)
+
+values = {field: st.session_state[PREFIX + field] for field in cfg.to_dict() if PREFIX + field in st.session_state}
+values.update(dataset=st.session_state[DATASET_KEY], limit_train=int(limit) or None)
+new_cfg = TrainConfig.from_dict({**cfg.to_dict(), **values})
+try:
+    new_cfg.validate()
+    save_config(new_cfg)
+except ValueError as exc:
+    st.error(f"{exc} The last valid settings are kept.")
+    new_cfg = cfg
+
+st.divider()
+table_col, lr_col = st.columns([1, 1])
+with table_col:
+    st.subheader(f"{new_cfg.model} on {dataset_title(data.name)}")
+    rows, totals = layer_table(new_cfg.model, data.input_shape, data.num_classes,
+                               tuple(new_cfg.hidden) if new_cfg.model == "mlp" else None)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=min(560, 38 + 35 * len(rows)),
+                 column_config={"parameters": st.column_config.NumberColumn(format="localized")})
+    st.markdown(f"**{totals['parameters']:,} parameters** ({totals['trainable']:,} trainable), "
+                f"{totals['mult_adds']:,} multiply-adds per image.")
+with lr_col:
+    n_train = new_cfg.limit_train or round(len(data.train_labels) * (1 - new_cfg.val_split))
+    steps_per_epoch = math.ceil(min(n_train, len(data.train_labels)) / new_cfg.batch_size)
+    rates = lr_curve(new_cfg, steps_per_epoch)
+    fig = go.Figure(go.Scatter(x=[s / steps_per_epoch for s in range(len(rates))], y=rates, mode="lines",
+                               line=dict(color="#4F46E5")))
+    fig.update_layout(title=f"Learning rate: {new_cfg.scheduler}, {steps_per_epoch:,} steps per epoch",
+                      xaxis_title="epoch", yaxis_title="learning rate", height=360, margin=dict(t=50, b=10))
+    st.plotly_chart(fig, width="stretch")
+    st.page_link("pages/3_Train.py", label="Ready? Go to Train", icon="📈")

@@ -1,0 +1,89 @@
+"""Results: what a finished run learned, class by class, and where it goes wrong."""
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.data import DatasetUnavailable, load_dataset
+from core.jobs import manager
+from core.metrics import calibration, most_confused
+from pages.lib import image_row, intro, pct
+
+st.set_page_config(page_title="Results · ConvNet Playground", page_icon="🔍", layout="wide")
+st.title("🔍 Results")
+intro("Read a finished run on the test set: per-class accuracy, the confusion matrix, its mistakes and how calibrated it is.")
+
+runs = [j for j in reversed(manager().jobs()) if j.result is not None and j.result.test_accuracy is not None]
+if not runs:
+    st.info("No finished run yet. Train a model first.")
+    st.page_link("pages/3_Train.py", label="Go to Train", icon="📈")
+    st.stop()
+
+by_id = {j.id: j for j in runs}
+preferred = st.session_state.get("job_id")
+job_id = st.selectbox("Run", list(by_id), index=list(by_id).index(preferred) if preferred in by_id else 0,
+                      format_func=lambda i: f"{by_id[i].title} · {by_id[i].status} · test {pct(by_id[i].result.test_accuracy)}")
+job = by_id[job_id]
+r = job.result
+
+a, b, c, d = st.columns(4)
+a.metric("Test accuracy", pct(r.test_accuracy))
+b.metric("Test loss", f"{r.test_loss:.4f}")
+c.metric("Best epoch (validation)", r.best_epoch if r.best_epoch is not None else "–")
+d.metric("Training", f"{r.train_seconds:,.1f} s · {r.samples_per_second:,.0f}/s")
+st.caption(f"{r.message} {r.params:,} parameters, trained on {r.device}.")
+
+try:
+    data = job.dataset or load_dataset(r.dataset)
+except DatasetUnavailable as exc:
+    st.error(str(exc))
+    st.stop()
+probs = r.test_probabilities
+labels = data.test_labels
+predicted = probs.argmax(1)
+names = r.class_names
+
+classes_tab, confusion_tab, mistakes_tab, calibration_tab = st.tabs(["Per class", "Confusion", "Mistakes", "Calibration"])
+
+with classes_tab:
+    table = pd.DataFrame({"class": names, "accuracy": r.per_class_accuracy, "precision": r.precision,
+                          "recall": r.recall, "count": r.count})
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "accuracy": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+        "precision": st.column_config.NumberColumn(format="percent"),
+        "recall": st.column_config.NumberColumn(format="percent"),
+        "count": st.column_config.NumberColumn(format="localized")})
+    st.caption("Accuracy on one class is its recall: the share of its test images predicted as that class.")
+
+with confusion_tab:
+    short = [n[:14] for n in names]
+    heat = go.Figure(go.Heatmap(z=r.confusion_matrix, x=short, y=short, colorscale="Blues", text=r.confusion_matrix,
+                                texttemplate="%{text}", hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>"))
+    heat.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=560,
+                       margin=dict(t=20, b=10))
+    st.plotly_chart(heat, width="stretch")
+    pairs = most_confused(r.confusion_matrix, names)
+    if pairs:
+        st.markdown("**Most confused pairs:** " + "; ".join(f"{t} taken for {p} ({n}×)" for t, p, n in pairs))
+
+with mistakes_tab:
+    wrong = (predicted != labels).nonzero().flatten()
+    st.markdown(f"**{len(wrong):,} of {len(labels):,} test images are misclassified.** The most confident mistakes first:")
+    order = wrong[probs[wrong].max(1).values.argsort(descending=True)][:32]
+    for row in range(0, len(order), 8):
+        chunk = order[row:row + 8]
+        image_row(data.test_images[chunk], [f"true {names[labels[i]][:10]}, said {names[predicted[i]][:10]} "
+                                            f"({probs[i].max():.0%})" for i in chunk], width=84)
+
+with calibration_tab:
+    cal = calibration(probs, labels)
+    bins = [b for b in cal["bins"] if b["count"]]
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line=dict(dash="dash", color="#94A3B8"))
+    fig.add_scatter(x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers",
+                    name="this model", text=[f"{b['count']:,} images" for b in bins], line=dict(color="#4F46E5"))
+    fig.update_layout(title=f"Reliability: expected calibration error {pct(cal['ece'])}", xaxis_title="confidence",
+                      yaxis_title="accuracy", xaxis_tickformat=".0%", yaxis_tickformat=".0%", height=420,
+                      margin=dict(t=50, b=10))
+    st.plotly_chart(fig, width="stretch")
+    st.caption("Points below the diagonal: the model is more confident than it is right (over-confident).")

@@ -1,0 +1,91 @@
+"""Draw: sketch a digit and watch the trained model read it."""
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+from PIL import Image, UnidentifiedImageError
+from streamlit_drawable_canvas import st_canvas
+from torchvision.transforms.v2 import functional as TF
+
+from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from core.drawing import ink_from_rgba, mnist_style
+from core.jobs import manager
+from core.predict import image_to_tensor, predict_tensor
+from pages.lib import image_row, intro, pct
+
+st.set_page_config(page_title="Draw · ConvNet Playground", page_icon="✏️", layout="wide")
+st.title("✏️ Draw")
+intro("Draw a digit and see what the trained model predicts, with the exact 28 x 28 input it sees.")
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def cached_checkpoint(path: str) -> Checkpoint:
+    return load_checkpoint(path)
+
+
+runs = [j for j in reversed(manager().jobs()) if j.result is not None and j.result.checkpoint]
+if not runs:
+    st.info("No trained model yet: train one first (a short MNIST run is enough), then come back and draw.")
+    st.page_link("pages/3_Train.py", label="Go to Train", icon="📈")
+    st.stop()
+
+by_id = {j.id: j for j in runs}
+preferred = st.session_state.get("job_id")
+job_id = st.selectbox("Model", list(by_id), index=list(by_id).index(preferred) if preferred in by_id else 0,
+                      format_func=lambda i: f"{by_id[i].title} · test {pct(by_id[i].result.test_accuracy)}")
+try:
+    checkpoint = cached_checkpoint(by_id[job_id].result.checkpoint)
+except CheckpointError as exc:
+    st.error(f"{exc} Train the model again.")
+    st.stop()
+channels, height, width = checkpoint.meta["input_shape"]
+names = checkpoint.class_names
+
+draw_col, input_col, chart_col = st.columns([3, 2, 4])
+model_input = None
+with draw_col:
+    if channels == 1:
+        brush = st.slider("Brush size", 8, 40, 20)
+        version = st.session_state.setdefault("canvas_version", 0)
+        canvas = st_canvas(stroke_width=brush, stroke_color="#000000", background_color="#FFFFFF",
+                           width=280, height=280, drawing_mode="freedraw", return_image_data=True,
+                           key=f"canvas_{version}")
+        if st.button("🧽 Clear"):
+            st.session_state["canvas_version"] = version + 1
+            st.rerun()
+        if canvas.image_data is not None:
+            digit = mnist_style(ink_from_rgba(canvas.image_data))
+            if digit is not None:
+                model_input = torch.from_numpy(digit).view(1, 1, 28, 28)
+                if (height, width) != (28, 28):
+                    model_input = TF.resize(model_input, [height, width], antialias=True)
+    else:
+        st.markdown("This model was trained on colour images: upload a photo instead of drawing.")
+        upload = st.file_uploader("An image (PNG, JPEG, …)", type=["png", "jpg", "jpeg", "bmp", "gif", "webp"])
+        if upload is not None:
+            try:
+                with Image.open(upload) as img:
+                    model_input = image_to_tensor(img, (channels, height, width)).unsqueeze(0)
+            except (UnidentifiedImageError, OSError) as exc:
+                st.error(f"{upload.name} is not a readable image ({exc}).")
+
+if model_input is None:
+    input_col.caption("The model's input appears here once you draw.")
+    st.stop()
+
+with input_col:
+    st.markdown(f"**What the model sees** ({width} x {height})")
+    image_row(model_input, ["scaled into 20 x 20, centred by mass" if channels == 1 else "resized"], width=168)
+
+probs = predict_tensor(checkpoint, model_input)[0]
+best = int(probs.argmax())
+with chart_col:
+    st.metric("Prediction", names[best], f"{probs[best]:.1%} sure", delta_color="off")
+    order = np.argsort(-probs.numpy())
+    bars = go.Figure(go.Bar(x=[float(probs[i]) for i in order], y=[names[i] for i in order], orientation="h",
+                            marker_color=["#4F46E5" if i == best else "#CBD5E1" for i in order],
+                            text=[f"{float(probs[i]):.1%}" for i in order], textposition="outside"))
+    bars.update_layout(title="Probability of each class", xaxis_tickformat=".0%", xaxis_range=[0, 1.15],
+                       yaxis_autorange="reversed", height=380, margin=dict(t=50, b=10))
+    st.plotly_chart(bars, width="stretch")
