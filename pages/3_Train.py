@@ -17,9 +17,9 @@ jobs = manager()
 
 
 def shown_job() -> TrainingJob | None:
-    """This session's latest run, else whatever the server is training now (after a reload)."""
-    job = jobs.get(st.session_state.get(JOB_KEY, -1))
-    return job or jobs.active()
+    """This session's latest run, else the server's active or latest run (after a browser reload)."""
+    all_jobs = jobs.jobs()
+    return jobs.get(st.session_state.get(JOB_KEY, -1)) or jobs.active() or (all_jobs[-1] if all_jobs else None)
 
 
 cfg = current_config()
@@ -47,21 +47,26 @@ if stop_col.button("⏹️ Stop", disabled=job is None or not job.active):
 
 
 def curves(snap: Snapshot, steps_per_epoch: float) -> None:
-    """Loss, accuracy and learning rate, per epoch and per step, on one epoch axis."""
+    """Loss, accuracy and learning rate, per epoch and per step, on one epoch axis.
+
+    Training loss and accuracy of an epoch are means over that epoch, so they sit at its middle;
+    validation is measured after the epoch, so it sits at its end.
+    """
     step_x = [s.step / steps_per_epoch for s in snap.steps]
     epoch_x = [e.epoch for e in snap.epochs]
+    mid_x = [e.epoch - 0.5 for e in snap.epochs]
     loss = go.Figure()
     loss.add_scatter(x=step_x, y=[s.loss for s in snap.steps], name="train (per step)", mode="lines",
                      line=dict(color="#A5B4FC", width=1))
     loss.add_scatter(x=step_x, y=smooth([s.loss for s in snap.steps]), name="train (smoothed)", mode="lines",
                      line=dict(color="#4F46E5"))
-    loss.add_scatter(x=epoch_x, y=[e.train_loss for e in snap.epochs], name="train (epoch)", mode="lines+markers",
+    loss.add_scatter(x=mid_x, y=[e.train_loss for e in snap.epochs], name="train (epoch mean)", mode="lines+markers",
                      line=dict(color="#312E81", dash="dot"))
     loss.add_scatter(x=epoch_x, y=[e.val_loss for e in snap.epochs], name="validation", mode="lines+markers",
                      line=dict(color="#EA580C"))
     loss.update_layout(title="Loss", xaxis_title="epoch", height=340, margin=dict(t=50, b=10), legend=dict(orientation="h"))
     acc = go.Figure()
-    acc.add_scatter(x=epoch_x, y=[e.train_accuracy for e in snap.epochs], name="train", mode="lines+markers",
+    acc.add_scatter(x=mid_x, y=[e.train_accuracy for e in snap.epochs], name="train (epoch mean)", mode="lines+markers",
                     line=dict(color="#4F46E5"))
     acc.add_scatter(x=epoch_x, y=[e.val_accuracy for e in snap.epochs], name="validation", mode="lines+markers",
                     line=dict(color="#EA580C"))

@@ -26,11 +26,12 @@ job_id = st.selectbox("Run", list(by_id), index=list(by_id).index(preferred) if 
 job = by_id[job_id]
 r = job.result
 
-a, b, c, d = st.columns(4)
+a, b, c, d, e = st.columns(5)
 a.metric("Test accuracy", pct(r.test_accuracy))
 b.metric("Test loss", f"{r.test_loss:.4f}")
-c.metric("Best epoch (validation)", r.best_epoch if r.best_epoch is not None else "–")
-d.metric("Training", f"{r.train_seconds:,.1f} s · {r.samples_per_second:,.0f}/s")
+c.metric("Best epoch", r.best_epoch if r.best_epoch is not None else "–", help="By validation accuracy")
+d.metric("Training time", f"{r.train_seconds:,.1f} s")
+e.metric("Samples per second", f"{r.samples_per_second:,.0f}")
 st.caption(f"{r.message} {r.params:,} parameters, trained on {r.device}.")
 
 try:

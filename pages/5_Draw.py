@@ -42,7 +42,7 @@ except CheckpointError as exc:
 channels, height, width = checkpoint.meta["input_shape"]
 names = checkpoint.class_names
 
-draw_col, input_col, chart_col = st.columns([3, 2, 4])
+draw_col, input_col, chart_col = st.columns([4, 2, 4])  # the canvas needs 280 px at 1280 wide
 model_input = None
 with draw_col:
     if channels == 1:
@@ -81,7 +81,7 @@ with input_col:
 probs = predict_tensor(checkpoint, model_input)[0]
 best = int(probs.argmax())
 with chart_col:
-    st.metric("Prediction", names[best], f"{probs[best]:.1%} sure", delta_color="off")
+    st.metric("Prediction", names[best], f"{probs[best]:.1%} sure", delta_color="off", delta_arrow="off")
     order = np.argsort(-probs.numpy())
     bars = go.Figure(go.Bar(x=[float(probs[i]) for i in order], y=[names[i] for i in order], orientation="h",
                             marker_color=["#4F46E5" if i == best else "#CBD5E1" for i in order],

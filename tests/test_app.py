@@ -116,7 +116,7 @@ def test_train_results_and_draw_journey(mnist):
 
 def test_a_second_start_while_one_runs_is_refused(mnist):
     at = open_page("pages/3_Train.py")
-    at.session_state["train_config"] = dataclasses.asdict(TrainConfig(model="resnet20", epochs=20, batch_size=32, device="cpu"))
+    at.session_state["train_config"] = dataclasses.asdict(TrainConfig(model="lenet-bn", epochs=20, batch_size=32, device="cpu"))
     at.run()
     at.button[0].click().run()
     job = manager().get(at.session_state["job_id"])

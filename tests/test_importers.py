@@ -118,3 +118,39 @@ def test_other_paths_are_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(DataImportError, match="expected a .csv file or a folder"):
         import_user_data(tmp_path / "notes.txt")
+
+
+def _zip_of(folder, top: str | None = None) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for file in sorted(folder.rglob("*.png")):
+            name = file.relative_to(folder).as_posix()
+            z.write(file, f"{top}/{name}" if top else name)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("top", [None, "pets"])
+def test_zipped_image_folder_upload(tmp_path, top):
+    from core.importers import import_upload
+
+    data = _zip_of(_image_folder(tmp_path / "pets"), top)
+    ds = import_upload(data, "pets.zip")
+    assert ds.name == "pets" and ds.class_names == ("cat", "dog")
+    assert len(ds.train_labels) + len(ds.test_labels) == 10
+
+
+def test_bad_uploads_are_refused(tmp_path):
+    from core.importers import import_upload
+
+    with pytest.raises(DataImportError, match="not a readable zip file"):
+        import_upload(b"PK\x03\x04 broken", "pets.zip")
+    with pytest.raises(DataImportError, match="upload a .csv file"):
+        import_upload(b"hello", "notes.txt")
+    rows = _rows(10)
+    rows[4][2] = 300
+    csv_bytes = "\n".join(",".join(map(str, r)) for r in rows).encode()
+    with pytest.raises(DataImportError, match="mnist.csv, row 5"):
+        import_upload(csv_bytes, "mnist.csv")

@@ -1,0 +1,77 @@
+"""Take the README's screenshots of every page with the browser the tests use.
+
+    python docs/screenshots.py          # writes docs/screenshots/*.png at 1280 x 800
+
+Trains a short MNIST run through the UI first so Train, Results and Draw have
+something to show. Emoji need a colour emoji font (Debian: fonts-noto-color-emoji).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from browser import launch_chromium, running_app  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "screenshots"
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    with running_app() as url, sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(120_000)
+
+        def shot(name: str) -> None:
+            page.wait_for_timeout(1500)  # let Plotly finish drawing
+            page.screenshot(path=str(OUT / f"{name}.png"))
+            print("wrote", OUT / f"{name}.png")
+
+        def go(label: str) -> None:
+            page.locator('[data-testid="stSidebarNav"] a', has_text=label).click()
+
+        page.goto(url)
+        page.get_by_text("The journey").wait_for()
+        shot("home")
+        go("Data")
+        page.get_by_text("Reshuffle").wait_for()
+        shot("data")
+        go("Model")
+        for label, value in (("Epochs", "2"), ("Train on only the first N images (0 = all)", "12000")):
+            field = page.get_by_label(label, exact=True)
+            field.fill(value)
+            field.press("Enter")
+        page.get_by_text("94 steps per epoch").first.wait_for()
+        shot("model")
+        go("Train")
+        page.get_by_role("button", name=re.compile("Start training")).click()
+        page.get_by_text(re.compile(r"Test accuracy \d")).wait_for()
+        shot("train")
+        go("Results")
+        page.get_by_text("Per class").wait_for()
+        page.get_by_role("tab", name="Confusion").click()
+        shot("results")
+        go("Draw")
+        canvas = page.locator("canvas.upper-canvas")
+        canvas.wait_for()
+        box = canvas.bounding_box()
+        points = [(0.3, 0.25), (0.45, 0.12), (0.65, 0.2), (0.62, 0.45), (0.35, 0.85), (0.75, 0.85)]  # a "2"
+        page.mouse.move(box["x"] + box["width"] * points[0][0], box["y"] + box["height"] * points[0][1])
+        page.mouse.down()
+        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+            for t in range(1, 11):
+                x, y = x0 + (x1 - x0) * t / 10, y0 + (y1 - y0) * t / 10
+                page.mouse.move(box["x"] + box["width"] * x, box["y"] + box["height"] * y)
+        page.mouse.up()
+        page.get_by_text("Probability of each class").wait_for()
+        shot("draw")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
