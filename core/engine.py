@@ -24,7 +24,7 @@ from torch import nn
 from core.augment import augment_batch
 from core.checkpoint import save_checkpoint
 from core.config import TrainConfig
-from core.data import ImageDataset, load_dataset, train_val_split
+from core.data import DATASETS, DatasetUnavailable, ImageDataset, load_dataset, train_val_split
 from core.device import describe_device, resolve_device
 from core.importers import import_user_data
 from core.metrics import autocast, class_report, loss_and_accuracy, predict_probabilities
@@ -101,9 +101,12 @@ class TrainResult:
 
 def resolve_dataset(name_or_path: str) -> ImageDataset:
     """A built-in dataset by name, or a user's CSV file or image folder by path."""
-    if Path(name_or_path).exists() and (Path(name_or_path).is_dir() or name_or_path.lower().endswith(".csv")):
-        return import_user_data(name_or_path)
-    return load_dataset(name_or_path)
+    if name_or_path in DATASETS:
+        return load_dataset(name_or_path)
+    if not Path(name_or_path).exists():
+        raise DatasetUnavailable(f"Unknown dataset {name_or_path!r}: choose one of {', '.join(DATASETS)}, "
+                                 f"or give the path of a CSV file or an image folder.")
+    return import_user_data(name_or_path)
 
 
 def default_run_dir(cfg: TrainConfig, dataset: ImageDataset) -> Path:

@@ -92,3 +92,10 @@ def test_train_on_a_csv_file(tmp_path, mnist):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["dataset"] == "mnist_train.csv" and result["class_names"] == [str(i) for i in range(10)]
     assert sum(map(sum, result["confusion_matrix"])) == 120  # the 20 % held out as the test set
+
+
+def test_unknown_dataset_or_missing_file_is_one_clear_line(capsys):
+    for dataset in ("imagenet", "no/such/file.csv"):
+        assert train_cli.main(["--dataset", dataset]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "Unknown dataset" in err[0] and "CSV file or an image folder" in err[0]
