@@ -8,7 +8,6 @@ that the pair alone rebuilds the model and predicts.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from core.files import atomic_write, write_json
 from core.models import MODELS, build_model
 
 FORMAT_VERSION = 1
@@ -45,21 +45,14 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary name and rename, so no reader sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
     """Save weights and description; `meta` needs model, num_classes, input_shape, class_names, mean, std."""
     weights_path, meta_path = checkpoint_paths(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     header = {"model": meta["model"], "num_classes": str(meta["num_classes"])}
-    _atomic_write(weights_path, lambda p: save_file(tensors, str(p), metadata=header))
-    _atomic_write(meta_path, lambda p: p.write_text(json.dumps({"format": FORMAT_VERSION, **meta}, indent=2)))
+    atomic_write(weights_path, lambda p: save_file(tensors, str(p), metadata=header))
+    write_json(meta_path, {"format": FORMAT_VERSION, **meta})
     return weights_path
 
 

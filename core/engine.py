@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from core.augment import augment_batch
@@ -31,6 +31,8 @@ from core.metrics import autocast, class_report, loss_and_accuracy, predict_prob
 from core.models import build_model, count_parameters
 from core.optim import build_optimizer, build_scheduler
 from core.preprocess import Normalizer, to_unit
+from core.runs import RunStore
+from core.tensorboard import TensorBoard
 
 STEP_EVENTS_PER_EPOCH = 50  # about this many loss points per epoch for the live curves
 
@@ -91,6 +93,7 @@ class TrainResult:
     count: list[int] = field(default_factory=list)
     confusion_matrix: list[list[int]] = field(default_factory=list)
     checkpoint: str | None = None
+    run_dir: str | None = None
     test_probabilities: torch.Tensor | None = field(default=None, repr=False)  # N x K, kept out of JSON
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -107,12 +110,6 @@ def resolve_dataset(name_or_path: str) -> ImageDataset:
         raise DatasetUnavailable(f"Unknown dataset {name_or_path!r}: choose one of {', '.join(DATASETS)}, "
                                  f"or give the path of a CSV file or an image folder.")
     return import_user_data(name_or_path)
-
-
-def default_run_dir(cfg: TrainConfig, dataset: ImageDataset) -> Path:
-    """runs/<time>-<dataset>-<model>-<random>, under PLAYGROUND_RUNS_DIR when it is set."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(os.environ.get("PLAYGROUND_RUNS_DIR", "runs")) / f"{stamp}-{dataset.name}-{cfg.model}-{secrets.token_hex(2)}"
 
 
 def checkpoint_meta(cfg: TrainConfig, dataset: ImageDataset, model: nn.Module, **extra: Any) -> dict[str, Any]:
@@ -135,15 +132,30 @@ def train(
     on_event: Callable[[Event], None] | None = None,
     stop: threading.Event | None = None,
     dataset: ImageDataset | None = None,
+    store: RunStore | None = None,
 ) -> TrainResult:
-    """Train, validate and test one model as `cfg` says; see the module docstring."""
+    """Train, validate and test one model as `cfg` says, recording it in a run folder.
+
+    `store` is the run's folder (created from cfg.run_dir or under runs/ when None).
+    A store that already holds a training state, an interrupted or stopped run,
+    is resumed from its last finished epoch.
+    """
     cfg.validate()
     emit = on_event or (lambda event: None)
     stop = stop or threading.Event()
     device = resolve_device(cfg.device)
-
     emit(StatusEvent("loading", f"Loading {cfg.dataset}"))
     data = dataset or resolve_dataset(cfg.dataset)
+    store = store or RunStore.create(cfg, data.name, cfg.run_dir)
+    try:
+        return _train(cfg, emit, stop, data, store, device)
+    except BaseException as exc:
+        store.update_status(status="failed", message=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Event, data: ImageDataset,
+           store: RunStore, device: torch.device) -> TrainResult:
     train_idx, val_idx = train_val_split(len(data.train_labels), cfg.val_split, cfg.seed)
     if cfg.limit_train:
         train_idx = train_idx[: cfg.limit_train]
@@ -161,18 +173,33 @@ def train(
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     total_steps = cfg.epochs * steps_per_epoch
     log_every = max(1, steps_per_epoch // STEP_EVENTS_PER_EPOCH)
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg, data)
-    best_path = run_dir / "best"
 
     result = TrainResult(
         status="running", message="", config=cfg.to_dict(), dataset=data.name,
         class_names=list(data.class_names), device=describe_device(device), params=count_parameters(model),
+        run_dir=str(store.path),
     )
-    emit(StatusEvent("running", f"Training {cfg.model} on {result.device}"))
-    best_acc, best_state, epochs_without_gain = -1.0, None, 0
-    step, train_time, samples_seen = 0, 0.0, 0
+    # everything Resume needs to continue exactly where an epoch ended
+    progress = {"epoch": 0, "step": 0, "best_score": -1.0, "best_epoch": None, "epochs_without_gain": 0,
+                "train_time": 0.0, "samples_seen": 0}
+    best_state = None
+    if store.has_training_state():
+        progress = store.load_training_state(model, optimizer, scheduler, gen)
+        result.epochs = store.epochs()
+        result.steps = [s for s in store.steps() if s["step"] <= progress["step"]]  # not a stopped epoch's part
+        if store.best_checkpoint.is_file():
+            best_state = {k: v.to(device) for k, v in load_file(str(store.best_checkpoint)).items()}
+        if progress["epoch"] >= cfg.epochs or (cfg.patience and progress["epochs_without_gain"] >= cfg.patience):
+            raise ValueError(f"Run {store.id} has already trained all its epochs; there is nothing to resume.")
+    result.best_epoch = progress["best_epoch"]
+    step, train_time, samples_seen = progress["step"], progress["train_time"], progress["samples_seen"]
+    board = TensorBoard(store.path, purge_step=step + 1 if step else None)
+    resumed = f" (resumed after epoch {progress['epoch']})" if progress["epoch"] else ""
+    store.update_status(status="running", message=f"Training on {result.device}{resumed}", pid=os.getpid(),
+                        device=result.device, params=result.params)
+    emit(StatusEvent("running", f"Training {cfg.model} on {result.device}{resumed}"))
 
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(progress["epoch"] + 1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
         order = train_idx[torch.randperm(len(train_idx), device=device, generator=gen)]
@@ -207,9 +234,12 @@ def train(
                 rate = samples_seen / max(train_time, 1e-9)
                 result.train_seconds, result.samples_per_second = train_time, rate
                 if not math.isfinite(mean_loss):
-                    return _finish_diverged(result, model, data, normalize, device, best_state, best_path, cfg, epoch, step, emit)
-                result.steps.append({"epoch": epoch, "step": step, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"]})
-                emit(StepEvent(epoch, step, total_steps, mean_loss, optimizer.param_groups[0]["lr"], rate,
+                    board.close()
+                    return _finish_diverged(result, model, data, normalize, device, best_state, store, epoch, step, emit)
+                lr = optimizer.param_groups[0]["lr"]
+                result.steps.append({"epoch": epoch, "step": step, "loss": mean_loss, "lr": lr})
+                board.step(step, mean_loss, lr)
+                emit(StepEvent(epoch, step, total_steps, mean_loss, lr, rate,
                                (total_steps - step) * cfg.batch_size / max(rate, 1e-9)))
                 loss_sum.zero_()
                 steps_since_event, samples_since_event, tick = 0, 0, time.perf_counter()
@@ -231,34 +261,46 @@ def train(
         record = EpochEvent(epoch, train_loss, train_acc, val_loss, val_acc,
                             time.perf_counter() - epoch_start, optimizer.param_groups[0]["lr"])
         result.epochs.append({k: v for k, v in asdict(record).items() if k != "kind"})
+        board.epoch(record)
         emit(record)
 
         score = val_acc if val_acc is not None else epoch  # no validation set: keep the latest epoch
-        if score > best_acc:
-            best_acc, epochs_without_gain, result.best_epoch = score, 0, epoch
+        if score > progress["best_score"]:
+            progress.update(best_score=score, best_epoch=epoch, epochs_without_gain=0)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            save_checkpoint(best_path, model, checkpoint_meta(cfg, data, model, epoch=epoch, val_accuracy=val_acc))
+            save_checkpoint(store.best_checkpoint, model, checkpoint_meta(cfg, data, model, epoch=epoch, val_accuracy=val_acc))
         else:
-            epochs_without_gain += 1
-            if cfg.patience and epochs_without_gain >= cfg.patience:
-                result.message = f"Early stopping: no better validation accuracy for {cfg.patience} epochs after epoch {result.best_epoch}."
-                break
+            progress["epochs_without_gain"] += 1
+        result.best_epoch = progress["best_epoch"]
+        progress.update(epoch=epoch, step=step, train_time=train_time, samples_seen=samples_seen)
+        save_checkpoint(store.last_checkpoint, model, checkpoint_meta(cfg, data, model, epoch=epoch, val_accuracy=val_acc))
+        store.save_training_state(model, optimizer, scheduler, gen, progress)
+        store.write_metrics(result.epochs, result.steps)
+        store.update_status(message=f"Epoch {epoch} of {cfg.epochs} done", epoch=epoch, best_epoch=result.best_epoch,
+                            best_val_accuracy=progress["best_score"] if val_acc is not None else None,
+                            train_seconds=train_time, samples_per_second=result.samples_per_second)
+        if cfg.patience and progress["epochs_without_gain"] >= cfg.patience:
+            result.message = (f"Early stopping: no better validation accuracy for {cfg.patience} epochs "
+                              f"after epoch {result.best_epoch}.")
+            break
 
+    board.close()
     if result.status == "running":
         result.status = "finished"
         result.message = result.message or f"Finished {len(result.epochs)} epochs."
     if best_state is not None:
         model.load_state_dict(best_state)
-        result.checkpoint = str(best_path.with_suffix(".safetensors"))
+        result.checkpoint = str(store.best_checkpoint)
     else:  # stopped inside the first epoch: keep what it learned so far
-        result.checkpoint = str(save_checkpoint(best_path, model, checkpoint_meta(cfg, data, model, epoch=0)))
-    _evaluate_test(result, model, data, normalize, device, emit)
+        result.checkpoint = str(save_checkpoint(store.best_checkpoint, model, checkpoint_meta(cfg, data, model, epoch=0)))
+    store.write_metrics(result.epochs, result.steps)
+    _evaluate_test(result, model, data, normalize, device, store, emit)
     return result
 
 
 def _evaluate_test(result: TrainResult, model: nn.Module, data: ImageDataset, normalize: Normalizer,
-                   device: torch.device, emit: Callable[[Event], None]) -> None:
-    """Fill the test-set numbers of `result`; the test set is touched only here."""
+                   device: torch.device, store: RunStore, emit: Callable[[Event], None]) -> None:
+    """Fill the test-set numbers of `result` and close the run's record; the test set is touched only here."""
     emit(StatusEvent("evaluating", "Evaluating on the test set"))
     probs = predict_probabilities(model, data.test_images, normalize, device)
     test_labels = data.test_labels.to(device)
@@ -267,20 +309,40 @@ def _evaluate_test(result: TrainResult, model: nn.Module, data: ImageDataset, no
     for key, value in report.items():
         setattr(result, key, value)
     result.test_probabilities = probs.cpu()
+    store.write_evaluation({"test_accuracy": result.test_accuracy, "test_loss": result.test_loss, **report},
+                           result.test_probabilities)
+    _close_record(result, store)
+
+
+def _close_record(result: TrainResult, store: RunStore) -> None:
+    store.update_status(status=result.status, message=result.message, test_accuracy=result.test_accuracy,
+                        best_epoch=result.best_epoch, train_seconds=result.train_seconds,
+                        samples_per_second=result.samples_per_second, checkpoint=result.checkpoint, finished=time.time())
 
 
 def _finish_diverged(result: TrainResult, model: nn.Module, data: ImageDataset, normalize: Normalizer,
-                     device: torch.device, best_state: dict | None, best_path: Path, cfg: TrainConfig,
+                     device: torch.device, best_state: dict | None, store: RunStore,
                      epoch: int, step: int, emit: Callable[[Event], None]) -> TrainResult:
     """The loss became NaN or infinite: end the run, keeping the last good checkpoint."""
     result.status = "diverged"
     advice = "Lower the learning rate, add a schedule with warm-up (one-cycle), or use BatchNorm."
+    store.write_metrics(result.epochs, result.steps)
     if best_state is None:
         result.message = f"Diverged in epoch {epoch} (step {step}): the loss became NaN or infinite before any epoch finished. {advice}"
+        _close_record(result, store)
         return result
     model.load_state_dict(best_state)
-    result.checkpoint = str(best_path.with_suffix(".safetensors"))
+    result.checkpoint = str(store.best_checkpoint)
     result.message = (f"Diverged in epoch {epoch} (step {step}): the loss became NaN or infinite. "
                       f"Kept the checkpoint of epoch {result.best_epoch}. {advice}")
-    _evaluate_test(result, model, data, normalize, device, emit)
+    _evaluate_test(result, model, data, normalize, device, store, emit)
     return result
+
+
+def resume(store: RunStore, on_event: Callable[[Event], None] | None = None,
+           stop: threading.Event | None = None, dataset: ImageDataset | None = None) -> TrainResult:
+    """Continue an interrupted or stopped run from its last finished epoch, with its own config."""
+    status = store.status()["status"]
+    if status in ("queued", "running"):
+        raise ValueError(f"Run {store.id} is still {status}.")
+    return train(store.config(), on_event, stop, dataset, store)

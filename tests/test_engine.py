@@ -16,8 +16,9 @@ from core.predict import predict_tensor
 
 
 def _cfg(tmp_path, **changes) -> TrainConfig:
+    """A small run; each call of train() makes its own folder under PLAYGROUND_RUNS_DIR."""
     values = dict(model="lenet5", optimizer="adam", lr=0.003, scheduler="onecycle", batch_size=64,
-                  epochs=1, device="cpu", run_dir=str(tmp_path / "run"))
+                  epochs=1, device="cpu")
     values.update(changes)
     return TrainConfig(**values)
 

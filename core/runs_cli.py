@@ -1,0 +1,123 @@
+"""Command line for the run store: python -m core.runs list|show|export|delete|resume ...
+
+Runs started with `python -m core.train` and in the app share one store, so
+either can see and continue the other's runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from core.checkpoint import CheckpointError, load_checkpoint
+from core.data import DatasetUnavailable
+from core.engine import resume
+from core.export import run_zip, to_onnx, write_run_script
+from core.importers import DataImportError
+from core.runs import delete_run, find_run, list_runs, runs_dir
+from core.train import ProgressBar
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def cmd_list(args) -> int:
+    stores = list_runs()
+    if args.json:
+        print(json.dumps([{"id": s.id, **s.status()} for s in stores]))
+        return 0
+    print(f"{'run':44} {'status':12} {'dataset':14} {'model':15} {'test acc':>8} {'seconds':>8}")
+    for s in stores:
+        st, cfg = s.status(), s.config()
+        print(f"{s.id:44} {st.get('status', '?'):12} {st.get('dataset', cfg.dataset)[:14]:14} {cfg.model:15} "
+              f"{_fmt(st.get('test_accuracy'), '8.2%')} {_fmt(st.get('train_seconds'), '8.1f')}")
+    if not stores:
+        print(f"(no runs in {runs_dir()})")
+    return 0
+
+
+def cmd_show(args) -> int:
+    store = find_run(args.run)
+    print(json.dumps({"id": store.id, "path": str(store.path), "status": store.status(), "config": store.config().to_dict(),
+                      "epochs": store.epochs(), "evaluation": store.evaluation()}, indent=1))
+    return 0
+
+
+def cmd_export(args) -> int:
+    store = find_run(args.run)
+    if not (args.zip or args.onnx or args.script):
+        print("error: say what to export: --zip FILE, --onnx FILE and/or --script FILE", file=sys.stderr)
+        return 2
+    if args.zip:
+        Path(args.zip).write_bytes(run_zip(store))
+        print(f"wrote {args.zip}")
+    if args.onnx:
+        to_onnx(load_checkpoint(store.best_checkpoint), Path(args.onnx))
+        print(f"wrote {args.onnx}")
+    if args.script:
+        write_run_script(store, Path(args.script))
+        print(f"wrote {args.script}")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    store = find_run(args.run)
+    if not args.yes:
+        print(f"error: deleting {store.path} cannot be undone; add --yes to confirm", file=sys.stderr)
+        return 2
+    delete_run(store)
+    print(f"deleted {store.id}")
+    return 0
+
+
+def cmd_resume(args) -> int:
+    store = find_run(args.run)
+    bar = ProgressBar()
+    try:
+        result = resume(store, on_event=bar, stop=threading.Event())
+    finally:
+        bar.close()
+    print(f"{result.status}: {result.message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_json_dict()))
+    return 0 if result.status in ("finished", "stopped") else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.runs", description="List, inspect, export, delete and resume runs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="every run in the store, newest first")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("show", help="one run's status, config, curves and evaluation as JSON")
+    p.add_argument("run", help="run id (folder name) or path")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("export", help="a zip (config, metrics CSV, weights), an ONNX model and/or a standalone script")
+    p.add_argument("run")
+    p.add_argument("--zip")
+    p.add_argument("--onnx")
+    p.add_argument("--script")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("delete", help="remove a run's folder")
+    p.add_argument("run")
+    p.add_argument("--yes", action="store_true", help="confirm")
+    p.set_defaults(func=cmd_delete)
+    p = sub.add_parser("resume", help="continue an interrupted or stopped run from its last finished epoch")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_resume)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, ValueError, CheckpointError, DatasetUnavailable, DataImportError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

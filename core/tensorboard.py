@@ -1,0 +1,30 @@
+"""TensorBoard event files in each run folder, so `tensorboard --logdir runs` shows every run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+
+class TensorBoard:
+    """The scalars of one run: per-step loss and learning rate, per-epoch losses and accuracies."""
+
+    def __init__(self, folder: Path, purge_step: int | None = None) -> None:
+        # purge_step drops events past the last checkpoint when an interrupted run resumes
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge_step)
+
+    def step(self, step: int, loss: float, lr: float) -> None:
+        self.writer.add_scalar("step/train_loss", loss, step)
+        self.writer.add_scalar("step/learning_rate", lr, step)
+
+    def epoch(self, record) -> None:
+        values = {"train_loss": record.train_loss, "train_accuracy": record.train_accuracy,
+                  "val_loss": record.val_loss, "val_accuracy": record.val_accuracy}
+        for name, value in values.items():
+            if value is not None:
+                self.writer.add_scalar(f"epoch/{name}", value, record.epoch)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

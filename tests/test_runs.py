@@ -1,0 +1,118 @@
+"""The run store: files, statuses, atomic writes, TensorBoard, and resume after a SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.config import TrainConfig
+from core.engine import resume, train
+from core.files import atomic_write
+from core.runs import RunStore, delete_run, find_run, list_runs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_a_run_leaves_a_complete_record(small_mnist, tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=64, limit_train=800, device="cpu", run_dir=str(tmp_path / "run"))
+    result = train(cfg, dataset=small_mnist)
+    store = RunStore(tmp_path / "run")
+    names = {p.name for p in store.path.iterdir()}
+    assert {"config.json", "status.json", "epochs.json", "steps.json", "best.safetensors", "best.json",
+            "last.safetensors", "last.json", "resume.safetensors", "evaluation.json", "evaluation.safetensors"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    assert not [n for n in names if n.endswith(".tmp")]
+    status = store.status()
+    assert status["status"] == "finished" and status["test_accuracy"] == result.test_accuracy
+    assert store.config() == cfg
+    assert [e["epoch"] for e in store.epochs()] == [1, 2]
+    assert store.steps()[-1]["step"] == result.steps[-1]["step"]
+    evaluation = store.evaluation()
+    assert evaluation["confusion_matrix"] == result.confusion_matrix
+    assert store.test_probabilities().shape == (1000, 10)
+    assert find_run("run", tmp_path).path == store.path and list_runs(tmp_path)[0].path == store.path
+    with pytest.raises(ValueError, match="already holds a run"):
+        RunStore.create(cfg, "mnist", store.path)
+
+
+def test_tensorboard_reads_the_scalars(small_mnist, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(TrainConfig(epochs=2, limit_train=640, batch_size=64, device="cpu", run_dir=str(tmp_path / "tb")), dataset=small_mnist)
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"step/train_loss", "step/learning_rate", "epoch/val_accuracy", "epoch/train_loss"} <= tags
+    assert [e.step for e in events.Scalars("epoch/val_accuracy")] == [1, 2]
+
+
+def test_a_failed_write_leaves_the_old_file_whole(tmp_path):
+    target = tmp_path / "status.json"
+    target.write_text('{"status": "running"}')
+
+    def broken_writer(path):
+        path.write_text('{"status": "fin')  # half a file, then the process dies
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, broken_writer)
+    assert json.loads(target.read_text()) == {"status": "running"}
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_a_dead_writer_reads_as_interrupted_and_delete_refuses_active_runs(tmp_path):
+    store = RunStore.create(TrainConfig(), "mnist", tmp_path / "r")
+    assert store.status()["status"] == "queued"  # written by this (live) process
+    with pytest.raises(ValueError, match="still training"):
+        delete_run(store)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store.update_status(status="running", pid=int(dead.stdout))
+    assert store.status()["status"] == "interrupted"
+    delete_run(store)
+    assert not store.path.exists()
+
+
+def _train_cli(run_dir: Path, *extra: str) -> subprocess.Popen:
+    args = ["--dataset", "mnist", "--model", "lenet5", "--epochs", "3", "--batch-size", "64", "--limit-train", "6000",
+            "--val-split", "0.05", "--augment", "rotate,crop", "--seed", "11", "--device", "cpu", "--run-dir", str(run_dir)]
+    return subprocess.Popen([sys.executable, "-m", "core.train", *args, *extra], cwd=REPO, env=os.environ.copy(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_then_resume_reaches_the_same_numbers(mnist, tmp_path):
+    whole = _train_cli(tmp_path / "whole", "--json")
+    out, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err
+    reference = json.loads(out.strip().splitlines()[-1])
+
+    victim = _train_cli(tmp_path / "killed")
+    store = RunStore(tmp_path / "killed")
+    deadline = time.monotonic() + 240
+    while not (store.epochs() and store.has_training_state()):  # epoch 1 is on disk
+        assert victim.poll() is None, victim.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    status = store.status()
+    assert status["status"] == "interrupted"
+    done = len(store.epochs())
+    assert 1 <= done < 3  # curves up to the last finished epoch survive
+
+    resumed = subprocess.run([sys.executable, "-m", "core.runs", "resume", str(store.path), "--json"], cwd=REPO,
+                             env=os.environ.copy(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert result["status"] == "finished" and store.status()["status"] == "finished"
+    assert result["test_accuracy"] == reference["test_accuracy"]
+    assert result["confusion_matrix"] == reference["confusion_matrix"]
+    for mine, theirs in zip(result["epochs"], reference["epochs"], strict=True):
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            assert mine[key] == theirs[key], (mine["epoch"], key)
