@@ -47,3 +47,4 @@ st.page_link("pages/2_Model.py", label="2. Model: choose an architecture and its
 st.page_link("pages/3_Train.py", label="3. Train: start a run and watch the curves live", icon="📈")
 st.page_link("pages/4_Results.py", label="4. Results: per-class accuracy, confusion, mistakes, calibration", icon="🔍")
 st.page_link("pages/5_Draw.py", label="5. Draw: sketch a digit and see what the model thinks", icon="✏️")
+st.page_link("pages/6_Runs.py", label="6. Runs: compare, resume, export and share every run", icon="🗂️")

@@ -22,10 +22,11 @@ from safetensors.torch import load_file
 from torch import nn
 
 from core.augment import augment_batch
-from core.checkpoint import save_checkpoint
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.config import TrainConfig
 from core.data import DATASETS, DatasetUnavailable, ImageDataset, load_dataset, train_val_split
 from core.device import describe_device, resolve_device
+from core.files import read_json
 from core.importers import import_user_data
 from core.metrics import autocast, class_report, loss_and_accuracy, predict_probabilities
 from core.models import build_model, count_parameters
@@ -95,10 +96,12 @@ class TrainResult:
     checkpoint: str | None = None
     run_dir: str | None = None
     test_probabilities: torch.Tensor | None = field(default=None, repr=False)  # N x K, kept out of JSON
+    test_labels: torch.Tensor | None = field(default=None, repr=False)  # N, kept out of JSON
 
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("test_probabilities")
+        data.pop("test_labels")
         return data
 
 
@@ -143,14 +146,14 @@ def train(
     cfg.validate()
     emit = on_event or (lambda event: None)
     stop = stop or threading.Event()
-    device = resolve_device(cfg.device)
-    emit(StatusEvent("loading", f"Loading {cfg.dataset}"))
-    data = dataset or resolve_dataset(cfg.dataset)
-    store = store or RunStore.create(cfg, data.name, cfg.run_dir)
+    store = store or RunStore.create(cfg, dataset.name if dataset else Path(cfg.dataset).name, cfg.run_dir)
     try:
+        device = resolve_device(cfg.device)
+        emit(StatusEvent("loading", f"Loading {cfg.dataset}"))
+        data = dataset or resolve_dataset(cfg.dataset)
         return _train(cfg, emit, stop, data, store, device)
     except BaseException as exc:
-        store.update_status(status="failed", message=f"{type(exc).__name__}: {exc}")
+        store.update_status(status="failed", message=str(exc) or type(exc).__name__, pid=None)
         raise
 
 
@@ -308,9 +311,9 @@ def _evaluate_test(result: TrainResult, model: nn.Module, data: ImageDataset, no
     report = class_report(probs.argmax(1), test_labels, data.num_classes)
     for key, value in report.items():
         setattr(result, key, value)
-    result.test_probabilities = probs.cpu()
+    result.test_probabilities, result.test_labels = probs.cpu(), data.test_labels
     store.write_evaluation({"test_accuracy": result.test_accuracy, "test_loss": result.test_loss, **report},
-                           result.test_probabilities)
+                           result.test_probabilities, data.test_labels)
     _close_record(result, store)
 
 
@@ -339,10 +342,53 @@ def _finish_diverged(result: TrainResult, model: nn.Module, data: ImageDataset, 
     return result
 
 
+RESUMABLE = ("interrupted", "stopped", "failed")
+
+
 def resume(store: RunStore, on_event: Callable[[Event], None] | None = None,
            stop: threading.Event | None = None, dataset: ImageDataset | None = None) -> TrainResult:
-    """Continue an interrupted or stopped run from its last finished epoch, with its own config."""
+    """Continue an interrupted or stopped run from its last finished epoch, with its own saved config."""
     status = store.status()["status"]
-    if status in ("queued", "running"):
-        raise ValueError(f"Run {store.id} is still {status}.")
+    if status not in RESUMABLE or not store.has_training_state():
+        raise ValueError(f"Run {store.id} is {status}; only an interrupted, stopped or failed run "
+                         f"with a finished epoch can be resumed.")
     return train(store.config(), on_event, stop, dataset, store)
+
+
+def load_result(store: RunStore) -> TrainResult:
+    """A finished run's numbers as the engine returned them, read back from its folder."""
+    status, cfg = store.status(), store.config()
+    meta = read_json(store.best_checkpoint.with_suffix(".json"), {})
+    evaluation = store.evaluation() or {}
+    result = TrainResult(
+        status=status.get("status", "unknown"), message=status.get("message", ""), config=cfg.to_dict(),
+        dataset=status.get("dataset", cfg.dataset), class_names=meta.get("class_names", []),
+        device=status.get("device", "?"), params=meta.get("params", 0), epochs=store.epochs(), steps=store.steps(),
+        best_epoch=status.get("best_epoch"), train_seconds=status.get("train_seconds") or 0.0,
+        samples_per_second=status.get("samples_per_second") or 0.0,
+        checkpoint=str(store.best_checkpoint) if store.best_checkpoint.is_file() else None, run_dir=str(store.path),
+    )
+    predictions = store.test_predictions()
+    if predictions is not None:
+        result.test_probabilities, result.test_labels = predictions
+    for key in ("test_accuracy", "test_loss", "per_class_accuracy", "precision", "recall", "count", "confusion_matrix"):
+        if key in evaluation:
+            setattr(result, key, evaluation[key])
+    return result
+
+
+def evaluate_checkpoint(store: RunStore, dataset: ImageDataset | None = None, device: str = "auto") -> None:
+    """Write the test-set report of a run that has weights but no evaluation (an imported checkpoint)."""
+    checkpoint = load_checkpoint(store.best_checkpoint)
+    data = dataset or resolve_dataset(checkpoint.meta["dataset"])
+    if list(data.input_shape) != checkpoint.meta["input_shape"] or data.num_classes != checkpoint.meta["num_classes"]:
+        raise CheckpointError(f"This checkpoint does not fit {data.name}'s images or classes.")
+    torch_device = resolve_device(device)
+    model = checkpoint.model.to(torch_device)
+    normalize = Normalizer(checkpoint.meta["mean"], checkpoint.meta["std"], torch_device)
+    probs = predict_probabilities(model, data.test_images, normalize, torch_device)
+    labels = data.test_labels.to(torch_device)
+    test_loss, test_accuracy = loss_and_accuracy(probs, labels)
+    report = class_report(probs.argmax(1), labels, data.num_classes)
+    store.write_evaluation({"test_accuracy": test_accuracy, "test_loss": test_loss, **report}, probs.cpu(), data.test_labels)
+    store.update_status(test_accuracy=test_accuracy, device=describe_device(torch_device), params=checkpoint.meta.get("params"))

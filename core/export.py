@@ -99,8 +99,9 @@ def to_onnx(checkpoint: Checkpoint, path: Path) -> Path:
     """Export to ONNX: input `images` N x C x H x W on [0, 1], output `probabilities` N x K."""
     model = _WithNormalization(checkpoint).eval()
     example = torch.rand(2, *checkpoint.meta["input_shape"])
+    batch = torch.export.Dim("batch", min=1)
     torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["probabilities"],
-                      dynamic_axes={"images": {0: "batch"}, "probabilities": {0: "batch"}}, dynamo=False)
+                      dynamic_shapes={"x": {0: batch}}, dynamo=True, verbose=False)
     return path
 
 

@@ -13,15 +13,15 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
 from core.config import TrainConfig
 from core.data import DatasetUnavailable, ImageDataset
 from core.device import resolve_device
-from core.engine import EpochEvent, Event, StatusEvent, StepEvent, TrainResult, train
+from core.engine import EpochEvent, Event, StatusEvent, StepEvent, TrainResult, resume, train
 from core.importers import DataImportError
+from core.runs import RunStore
 
 ACTIVE = ("queued", "loading", "running", "evaluating")
 
@@ -46,7 +46,9 @@ class TrainingJob:
     id: int
     config: TrainConfig
     device: str
+    store: RunStore  # the run's folder: what outlives this process
     dataset: ImageDataset | None = None  # a user's imported data; built-in datasets load by name
+    resuming: bool = False
     created: float = field(default_factory=time.time)
     status: str = "queued"
     message: str = "Waiting to start"
@@ -58,8 +60,12 @@ class TrainingJob:
     _thread: threading.Thread | None = None
 
     @property
+    def run_id(self) -> str:
+        return self.store.id
+
+    @property
     def title(self) -> str:
-        return f"#{self.id} {self.config.model} on {self.result.dataset if self.result else self.config.dataset}"
+        return f"{self.config.model} on {self.result.dataset if self.result else self.config.dataset} ({self.run_id})"
 
     @property
     def active(self) -> bool:
@@ -92,7 +98,10 @@ class TrainingJob:
 
     def _run(self) -> None:
         try:
-            result = train(self.config, on_event=self._on_event, stop=self._stop, dataset=self.dataset)
+            if self.resuming:
+                result = resume(self.store, on_event=self._on_event, stop=self._stop, dataset=self.dataset)
+            else:
+                result = train(self.config, on_event=self._on_event, stop=self._stop, dataset=self.dataset, store=self.store)
         except torch.cuda.OutOfMemoryError:
             self._fail("The GPU ran out of memory. Lower the batch size or choose a smaller model, then start again.")
         except (DatasetUnavailable, DataImportError, ValueError) as exc:
@@ -120,14 +129,23 @@ class JobManager:
         self._lock = threading.Lock()
 
     def start(self, config: TrainConfig, dataset: ImageDataset | None = None) -> TrainingJob:
-        """Validate `config` and start it in a thread; DeviceBusy if its device is training."""
+        """Validate `config`, record the run as queued and train it in a thread; DeviceBusy if its device is training."""
         config.validate()
+        return self._launch(config, dataset, store=None)
+
+    def resume(self, store: RunStore, dataset: ImageDataset | None = None) -> TrainingJob:
+        """Continue an interrupted or stopped run in a thread, from its last finished epoch."""
+        return self._launch(store.config(), dataset, store)
+
+    def _launch(self, config: TrainConfig, dataset: ImageDataset | None, store: RunStore | None) -> TrainingJob:
         device = str(resolve_device(config.device))
         with self._lock:
             busy = next((j for j in self._jobs.values() if j.active and j.device == device), None)
             if busy is not None:
                 raise DeviceBusy(f"Run {busy.title} is still training on {device}. Stop it or wait for it to finish.")
-            job = TrainingJob(next(self._ids), config, device, dataset)
+            resuming = store is not None
+            store = store or RunStore.create(config, dataset.name if dataset else config.dataset, config.run_dir)
+            job = TrainingJob(next(self._ids), config, device, store, dataset, resuming)
             self._jobs[job.id] = job
         job._thread = threading.Thread(target=job._run, name=f"train-{job.id}", daemon=True)
         job._thread.start()
@@ -141,12 +159,12 @@ class JobManager:
         with self._lock:
             return self._jobs.get(job_id)
 
+    def for_run(self, run_id: str) -> TrainingJob | None:
+        """The newest job of this process that trains or trained run `run_id`."""
+        return next((j for j in reversed(self.jobs()) if j.run_id == run_id), None)
+
     def active(self) -> TrainingJob | None:
         return next((j for j in reversed(self.jobs()) if j.active), None)
-
-    def latest_with_result(self) -> TrainingJob | None:
-        return next((j for j in reversed(self.jobs()) if j.result is not None and j.result.test_accuracy is not None), None)
-
 
 _MANAGER = JobManager()
 
@@ -155,18 +173,3 @@ def manager() -> JobManager:
     """The process-wide manager: every browser session of one server shares it."""
     return _MANAGER
 
-
-def summarize(job: TrainingJob) -> dict[str, Any]:
-    """One row of a run table."""
-    r = job.result
-    return {
-        "run": job.id,
-        "dataset": r.dataset if r else job.config.dataset,
-        "model": job.config.model,
-        "optimizer": job.config.optimizer,
-        "lr": job.config.lr,
-        "epochs": len(r.epochs) if r else None,
-        "status": job.status,
-        "test accuracy": r.test_accuracy if r else None,
-        "seconds": r.train_seconds if r else None,
-    }

@@ -159,17 +159,22 @@ class RunStore:
         return (self.path / "resume.safetensors").is_file()
 
     # --- evaluation --------------------------------------------------------
-    def write_evaluation(self, report: dict[str, Any], probabilities: torch.Tensor) -> None:
-        atomic_write(self.path / "evaluation.safetensors",
-                     lambda p: save_file({"probabilities": probabilities.float().cpu().contiguous()}, str(p)))
+    def write_evaluation(self, report: dict[str, Any], probabilities: torch.Tensor, labels: torch.Tensor) -> None:
+        """The report as JSON; the test set's probabilities and true labels as tensors (for mistakes, calibration)."""
+        tensors = {"probabilities": probabilities.float().cpu().contiguous(), "labels": labels.long().cpu().contiguous()}
+        atomic_write(self.path / "evaluation.safetensors", lambda p: save_file(tensors, str(p)))
         write_json(self.path / "evaluation.json", report)
 
     def evaluation(self) -> dict[str, Any] | None:
         return read_json(self.path / "evaluation.json")
 
-    def test_probabilities(self) -> torch.Tensor | None:
+    def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(probabilities N x K, true labels N) of the test set, when the run was evaluated."""
         path = self.path / "evaluation.safetensors"
-        return load_file(str(path))["probabilities"] if path.is_file() else None
+        if not path.is_file():
+            return None
+        tensors = load_file(str(path))
+        return tensors["probabilities"], tensors["labels"]
 
 
 def list_runs(root: Path | None = None) -> list[RunStore]:
@@ -187,6 +192,39 @@ def find_run(run_id: str, root: Path | None = None) -> RunStore:
         if (candidate / "status.json").is_file():
             return RunStore(candidate)
     raise KeyError(f"No run {run_id!r} in {root or runs_dir()}.")
+
+
+def run_row(store: RunStore) -> dict[str, Any]:
+    """One line of the runs table: what a learner compares runs by."""
+    status, cfg = store.status(), store.config()
+    epochs = store.epochs()
+    val = [e["val_accuracy"] for e in epochs if e.get("val_accuracy") is not None]
+    return {
+        "id": store.id,
+        "name": status.get("name") or "",
+        "status": status.get("status"),
+        "dataset": status.get("dataset", cfg.dataset),
+        "model": cfg.model,
+        "optimizer": cfg.optimizer,
+        "lr": cfg.lr,
+        "schedule": cfg.scheduler,
+        "batch": cfg.batch_size,
+        "epochs": f"{len(epochs)}/{cfg.epochs}",
+        "augment": ",".join(cfg.augment),
+        "best val acc": max(val) if val else None,
+        "test acc": status.get("test_accuracy"),
+        "seconds": status.get("train_seconds"),
+        "tags": ", ".join(status.get("tags", [])),
+        "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(status.get("created", 0))),
+    }
+
+
+def compare_configs(stores: list[RunStore]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """Each run's config by id, and the names of the settings that differ between them."""
+    configs = {s.id: s.config().to_dict() for s in stores}
+    keys = list(next(iter(configs.values()), {}))
+    differing = {k for k in keys if len({json.dumps(c[k]) for c in configs.values()}) > 1}
+    return configs, differing
 
 
 def delete_run(store: RunStore) -> None:

@@ -70,6 +70,10 @@ def main() -> None:
         page.mouse.up()
         page.get_by_text("Probability of each class").wait_for()
         shot("draw")
+        go("Runs")
+        page.get_by_text("Filter by name").wait_for()
+        page.locator('[data-testid="stDataFrame"]').first.wait_for()
+        shot("runs")
         browser.close()
 
 

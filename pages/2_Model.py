@@ -8,10 +8,12 @@ import streamlit as st
 
 from core.augment import AUGMENTATIONS, DESCRIPTIONS
 from core.config import DEVICES, TrainConfig
+from core.data import DATASETS
 from core.models import INITS, MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS, lr_curve
 from core.recipes import RECIPES
 from core.summary import layer_table
+from core.urlstate import config_from_query, config_to_query
 from pages.lib import DATASET_KEY, chosen_dataset, current_config, dataset_title, intro, save_config
 
 st.set_page_config(page_title="Model · ConvNet Playground", page_icon="🧩", layout="wide")
@@ -29,6 +31,27 @@ def apply_recipe(name: str) -> None:
     for key in [k for k in st.session_state if k.startswith(PREFIX)]:
         del st.session_state[key]
 
+
+def read_link() -> None:
+    """Once per session: settings in the URL (a shared link) replace the form's; invalid ones give defaults."""
+    st.session_state["_link_read"] = True
+    if not st.query_params:
+        return
+    linked, problems = config_from_query(st.query_params.to_dict())
+    if linked.dataset not in DATASETS:
+        problems, linked = problems + [f"dataset must be one of {', '.join(DATASETS)}"], TrainConfig()
+    if problems:
+        st.session_state["_link_problems"] = problems
+    save_config(linked)
+    st.session_state[DATASET_KEY] = linked.dataset
+    for key in [k for k in st.session_state if k.startswith(PREFIX)]:
+        del st.session_state[key]
+
+
+if not st.session_state.get("_link_read"):
+    read_link()
+if problems := st.session_state.pop("_link_problems", None):
+    st.warning(f"This link had settings the app cannot use ({'; '.join(problems)}), so it opened with the defaults.")
 
 cfg = current_config()
 for field, value in cfg.to_dict().items():  # widgets start from the saved config
@@ -108,6 +131,10 @@ try:
 except ValueError as exc:
     st.error(f"{exc} The last valid settings are kept.")
     new_cfg = cfg
+link = config_to_query(new_cfg)  # the address bar holds a shareable link (uploaded data cannot travel in one)
+if new_cfg.dataset not in DATASETS:
+    link.pop("dataset", None)
+st.query_params.from_dict(link)
 
 st.divider()
 table_col, lr_col = st.columns([1, 1])

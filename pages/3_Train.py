@@ -6,20 +6,19 @@ import streamlit as st
 from core.device import describe_device, resolve_device
 from core.jobs import DeviceBusy, Snapshot, TrainingJob, manager
 from core.metrics import smooth
-from pages.lib import UPLOAD, chosen_dataset, chosen_dataset_name, current_config, dataset_title, intro, pct
+from pages.lib import RUN_KEY, UPLOAD, chosen_dataset, chosen_dataset_name, current_config, dataset_title, intro, pct
 
 st.set_page_config(page_title="Train · ConvNet Playground", page_icon="📈", layout="wide")
 st.title("📈 Train")
 intro("Start a run and watch its loss and accuracy live; it keeps training while you explore other pages.")
 
-JOB_KEY = "job_id"
 jobs = manager()
 
 
 def shown_job() -> TrainingJob | None:
-    """This session's latest run, else the server's active or latest run (after a browser reload)."""
+    """This session's run, else the server's active or latest run (after a browser reload)."""
     all_jobs = jobs.jobs()
-    return jobs.get(st.session_state.get(JOB_KEY, -1)) or jobs.active() or (all_jobs[-1] if all_jobs else None)
+    return jobs.for_run(st.session_state.get(RUN_KEY, "")) or jobs.active() or (all_jobs[-1] if all_jobs else None)
 
 
 cfg = current_config()
@@ -39,7 +38,7 @@ if start_col.button("▶️ Start training", type="primary", disabled=job is not
         cfg.dataset = data.name if name == UPLOAD else name
         try:
             job = jobs.start(cfg, dataset=data)
-            st.session_state[JOB_KEY] = job.id
+            st.session_state[RUN_KEY] = job.run_id
         except DeviceBusy as exc:
             st.warning(str(exc))
 if stop_col.button("⏹️ Stop", disabled=job is None or not job.active):
@@ -114,9 +113,4 @@ if job is not None:
 else:
     st.info("No run yet. Set things up on the Model page, or press Start to train with the defaults.")
 
-finished = [j for j in jobs.jobs() if not j.active]
-if finished:
-    with st.expander(f"Earlier runs of this server ({len(finished)})"):
-        st.dataframe([{"run": j.title, "status": j.status, "message": j.message,
-                       "test accuracy": pct(j.result.test_accuracy) if j.result else "–"} for j in reversed(finished)],
-                     hide_index=True, width="stretch")
+st.page_link("pages/6_Runs.py", label="Every run, compared, resumed and exported: the Runs page", icon="🗂️")

@@ -4,27 +4,25 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.data import DatasetUnavailable, load_dataset
+from core.data import DATASETS, DatasetUnavailable, load_dataset
+from core.engine import load_result
 from core.jobs import manager
 from core.metrics import calibration, most_confused
-from pages.lib import image_row, intro, pct
+from core.runs import list_runs
+from pages.lib import choose_run, image_row, intro, pct
 
 st.set_page_config(page_title="Results · ConvNet Playground", page_icon="🔍", layout="wide")
 st.title("🔍 Results")
 intro("Read a finished run on the test set: per-class accuracy, the confusion matrix, its mistakes and how calibrated it is.")
 
-runs = [j for j in reversed(manager().jobs()) if j.result is not None and j.result.test_accuracy is not None]
-if not runs:
+stores = [s for s in list_runs() if s.evaluation() is not None]
+if not stores:
     st.info("No finished run yet. Train a model first.")
     st.page_link("pages/3_Train.py", label="Go to Train", icon="📈")
     st.stop()
 
-by_id = {j.id: j for j in runs}
-preferred = st.session_state.get("job_id")
-job_id = st.selectbox("Run", list(by_id), index=list(by_id).index(preferred) if preferred in by_id else 0,
-                      format_func=lambda i: f"{by_id[i].title} · {by_id[i].status} · test {pct(by_id[i].result.test_accuracy)}")
-job = by_id[job_id]
-r = job.result
+store = choose_run(stores, "Run")
+r = load_result(store)
 
 a, b, c, d, e = st.columns(5)
 a.metric("Test accuracy", pct(r.test_accuracy))
@@ -34,13 +32,14 @@ d.metric("Training time", f"{r.train_seconds:,.1f} s")
 e.metric("Samples per second", f"{r.samples_per_second:,.0f}")
 st.caption(f"{r.message} {r.params:,} parameters, trained on {r.device}.")
 
-try:
-    data = job.dataset or load_dataset(r.dataset)
-except DatasetUnavailable as exc:
-    st.error(str(exc))
-    st.stop()
-probs = r.test_probabilities
-labels = data.test_labels
+job = manager().for_run(store.id)
+data = job.dataset if job is not None and job.dataset is not None else None
+if data is None and r.dataset in DATASETS:
+    try:
+        data = load_dataset(r.dataset)
+    except DatasetUnavailable as exc:
+        st.warning(f"The test images are not available, so no mistakes are shown: {exc}")
+probs, labels = r.test_probabilities, r.test_labels
 predicted = probs.argmax(1)
 names = r.class_names
 
@@ -71,6 +70,9 @@ with mistakes_tab:
     wrong = (predicted != labels).nonzero().flatten()
     st.markdown(f"**{len(wrong):,} of {len(labels):,} test images are misclassified.** The most confident mistakes first:")
     order = wrong[probs[wrong].max(1).values.argsort(descending=True)][:32]
+    if data is None:
+        st.info("This run trained on uploaded data that this server no longer holds, so its test images cannot be shown.")
+        order = order[:0]
     for row in range(0, len(order), 8):
         chunk = order[row:row + 8]
         image_row(data.test_images[chunk], [f"true {names[labels[i]][:10]}, said {names[predicted[i]][:10]} "

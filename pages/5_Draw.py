@@ -10,9 +10,9 @@ from torchvision.transforms.v2 import functional as TF
 
 from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from core.drawing import ink_from_rgba, mnist_style
-from core.jobs import manager
 from core.predict import image_to_tensor, predict_tensor
-from pages.lib import image_row, intro, pct
+from core.runs import list_runs
+from pages.lib import choose_run, image_row, intro
 
 st.set_page_config(page_title="Draw · ConvNet Playground", page_icon="✏️", layout="wide")
 st.title("✏️ Draw")
@@ -20,22 +20,20 @@ intro("Draw a digit and see what the trained model predicts, with the exact 28 x
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def cached_checkpoint(path: str) -> Checkpoint:
+def cached_checkpoint(path: str, modified: float) -> Checkpoint:
+    """One rebuilt model per checkpoint file and version (`modified` keys the cache)."""
     return load_checkpoint(path)
 
 
-runs = [j for j in reversed(manager().jobs()) if j.result is not None and j.result.checkpoint]
-if not runs:
+stores = [s for s in list_runs() if s.best_checkpoint.is_file() and s.status().get("status") not in ("queued", "running")]
+if not stores:
     st.info("No trained model yet: train one first (a short MNIST run is enough), then come back and draw.")
     st.page_link("pages/3_Train.py", label="Go to Train", icon="📈")
     st.stop()
 
-by_id = {j.id: j for j in runs}
-preferred = st.session_state.get("job_id")
-job_id = st.selectbox("Model", list(by_id), index=list(by_id).index(preferred) if preferred in by_id else 0,
-                      format_func=lambda i: f"{by_id[i].title} · test {pct(by_id[i].result.test_accuracy)}")
+store = choose_run(stores, "Model")
 try:
-    checkpoint = cached_checkpoint(by_id[job_id].result.checkpoint)
+    checkpoint = cached_checkpoint(str(store.best_checkpoint), store.best_checkpoint.stat().st_mtime)
 except CheckpointError as exc:
     st.error(f"{exc} Train the model again.")
     st.stop()

@@ -86,7 +86,7 @@ def test_train_results_and_draw_journey(mnist):
     at.run()
     at.button[0].click().run()  # Start
     assert not at.exception
-    job = manager().get(at.session_state["job_id"])
+    job = manager().for_run(at.session_state["run_id"])
     assert job is not None and job.wait(timeout=120), job.message
     assert job.status == "finished", job.message
     at.run()
@@ -119,7 +119,7 @@ def test_a_second_start_while_one_runs_is_refused(mnist):
     at.session_state["train_config"] = dataclasses.asdict(TrainConfig(model="lenet-bn", epochs=20, batch_size=32, device="cpu"))
     at.run()
     at.button[0].click().run()
-    job = manager().get(at.session_state["job_id"])
+    job = manager().for_run(at.session_state["run_id"])
     try:
         other = open_page("pages/3_Train.py")  # another browser session
         assert other.button[0].disabled  # Start is greyed out while the device is busy
@@ -130,3 +130,99 @@ def test_a_second_start_while_one_runs_is_refused(mnist):
     finally:
         job.stop()
     assert job.wait(timeout=30) and job.status in ("stopped", "failed") and job.status == "stopped", job.message
+
+
+@pytest.fixture
+def two_runs(small_mnist, tmp_path, monkeypatch):
+    """Two finished runs that differ only in learning rate, in a runs folder of their own."""
+    from core.engine import train
+    from core.runs import list_runs
+
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    for lr in (0.003, 0.01):
+        train(TrainConfig(lr=lr, epochs=1, batch_size=64, limit_train=500, device="cpu"), dataset=small_mnist)
+    return list_runs()
+
+
+def select_rows(at: AppTest, rows: list[int]) -> None:
+    """Tick rows of the runs table, as a click in the browser would."""
+    at.session_state["runs_table"] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def widget(elements, label: str):
+    return next(e for e in elements if e.label.startswith(label))
+
+
+def test_runs_page_compares_renames_exports_and_deletes(two_runs):
+    at = open_page("pages/6_Runs.py")
+    table = at.dataframe[0].value
+    assert len(table) == 2 and set(table["status"]) == {"finished"}
+    assert set(table["lr"]) == {0.003, 0.01}
+
+    select_rows(at, [0, 1])
+    assert "2 runs compared" in at.subheader[0].value
+    assert any("1 setting differs" in m.value for m in at.markdown)
+    assert len(figures(at)[1]["data"]) == 2  # one validation-accuracy line per run
+
+    select_rows(at, [1])
+    store = next(s for s in two_runs if s.id == table.iloc[1]["id"])
+    widget(at.text_input, "Name").set_value("baseline")
+    widget(at.text_input, "Tags").set_value("lenet, course")
+    at.get("form_submit_button")[0].click()  # no public helper for form buttons: the element is a Button
+    at.run()
+    assert store.status()["name"] == "baseline" and store.status()["tags"] == ["lenet", "course"]
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert any("Download zip" in label for label in labels) and any("script" in label for label in labels)
+
+    assert widget(at.button, "Delete").disabled  # not before the confirmation
+    widget(at.checkbox, "Yes, delete").check().run()
+    widget(at.button, "Delete").click().run()
+    assert not store.path.exists()
+
+
+def test_runs_page_resumes_a_stopped_run(mnist, tmp_path, monkeypatch):
+    import threading
+
+    from core.engine import train
+    from core.runs import list_runs
+
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    stop = threading.Event()
+    first = train(TrainConfig(epochs=2, batch_size=64, limit_train=640, device="cpu"),
+                  on_event=lambda e: stop.set() if e.kind == "epoch" else None, stop=stop)
+    assert first.status == "stopped" and len(first.epochs) == 1
+
+    at = open_page("pages/6_Runs.py")
+    select_rows(at, [0])
+    widget(at.button, "⏯️ Resume").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    job = manager().for_run(list_runs()[0].id)
+    assert job is not None and job.wait(timeout=120) and job.status == "finished", job.message
+    assert [e["epoch"] for e in job.result.epochs] == [1, 2]
+    assert list_runs()[0].status()["status"] == "finished"
+
+
+def test_model_settings_travel_in_the_url(mnist):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/2_Model.py")
+    at.query_params.update({"model": "lenet-bn", "lr": "0.02", "epochs": "7", "augment": "rotate,crop", "dataset": "fashion-mnist"})
+    at.run()
+    assert not at.exception and not at.warning
+    assert at.selectbox(key="hp_model").value == "lenet-bn"
+    assert at.number_input(key="hp_lr").value == 0.02 and at.number_input(key="hp_epochs").value == 7
+    assert at.multiselect(key="hp_augment").value == ["rotate", "crop"]
+    assert at.session_state["dataset_name"] == "fashion-mnist"
+    at.number_input(key="hp_epochs").set_value(9).run()
+    assert at.query_params["epochs"] == "9" and at.query_params["model"] == "lenet-bn"
+
+
+def test_a_link_with_invalid_values_opens_with_defaults_and_a_notice(mnist):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/2_Model.py")
+    at.query_params.update({"lr": "fast", "model": "lenet-bn"})
+    at.run()
+    assert not at.exception
+    assert "lr='fast'" in at.warning[0].value and "defaults" in at.warning[0].value
+    assert at.selectbox(key="hp_model").value == "lenet5" and at.number_input(key="hp_lr").value == 0.003

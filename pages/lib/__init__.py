@@ -15,11 +15,13 @@ import torch
 
 from core.config import TrainConfig
 from core.data import DATASETS, DatasetUnavailable, ImageDataset, load_dataset
+from core.runs import RunStore
 
 UPLOAD = "upload"
 DATASET_KEY = "dataset_name"
 USER_DATA_KEY = "user_dataset"
 CONFIG_KEY = "train_config"
+RUN_KEY = "run_id"  # the run this session looks at: Train, Results and Draw open it
 
 
 def intro(text: str) -> None:
@@ -84,3 +86,21 @@ def _upscale(array: np.ndarray, width: int) -> np.ndarray:
     """Nearest-neighbour enlargement, so 28 x 28 pixels stay crisp squares."""
     factor = max(1, width // array.shape[1])
     return array.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def choose_run(stores: list[RunStore], label: str) -> RunStore:
+    """A select box over runs, opened at this session's current run; remembers the choice."""
+    by_id = {s.id: s for s in stores}
+    ids = list(by_id)
+    current = st.session_state.get(RUN_KEY)
+    run_id = st.selectbox(label, ids, index=ids.index(current) if current in by_id else 0,
+                          format_func=lambda i: run_title(by_id[i]))
+    st.session_state[RUN_KEY] = run_id
+    return by_id[run_id]
+
+
+def run_title(store: RunStore) -> str:
+    """'lenet5 on mnist · finished · test 98.91% · 20261123-...' for lists of runs."""
+    status, cfg = store.status(), store.config()
+    name = status.get("name") or f"{cfg.model} on {dataset_title(status.get('dataset', cfg.dataset))}"
+    return f"{name} · {status.get('status')} · test {pct(status.get('test_accuracy'))} · {store.id}"

@@ -1,0 +1,39 @@
+"""Settings in the URL: round trip, and invalid links open with defaults and a reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.config import TrainConfig
+from core.urlstate import config_from_query, config_to_query
+
+
+def test_round_trip_of_every_kind_of_setting():
+    cfg = TrainConfig(dataset="fashion-mnist", model="mlp", hidden=(196, 64), optimizer="sgd", lr=0.05, nesterov=True,
+                      scheduler="multistep", milestones=(3, 6), epochs=8, augment=("rotate", "erase"), limit_train=5000,
+                      label_smoothing=0.1, seed=42).validate()
+    query = config_to_query(cfg)
+    assert query["hidden"] == "196,64" and query["nesterov"] == "1" and "run_dir" not in query
+    assert "momentum" not in query  # defaults stay out of the link
+    back, problems = config_from_query(query)
+    assert problems == [] and back == cfg
+
+
+def test_the_default_config_makes_an_empty_query():
+    assert config_to_query(TrainConfig()) == {}
+    assert config_from_query({}) == (TrainConfig(), [])
+
+
+@pytest.mark.parametrize("params, reason", [
+    ({"lr": "fast"}, "lr='fast'"),
+    ({"lr": "-1"}, "Learning rate must be"),
+    ({"model": "vgg"}, "Unknown model"),
+    ({"epochs": "3.5"}, "epochs='3.5'"),
+    ({"nesterov": "maybe"}, "nesterov='maybe'"),
+    ({"augment": "blur"}, "Unknown augmentation"),
+    ({"colour": "red"}, "unknown setting 'colour'"),
+])
+def test_invalid_links_give_defaults_and_a_reason(params, reason):
+    cfg, problems = config_from_query({"epochs": "5", **params})
+    assert cfg == TrainConfig()
+    assert any(reason in p for p in problems), problems
