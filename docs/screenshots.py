@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -22,7 +23,8 @@ OUT = Path(__file__).resolve().parent / "screenshots"
 
 def main() -> None:
     OUT.mkdir(exist_ok=True)
-    with running_app() as url, sync_playwright() as p:
+    runs = tempfile.mkdtemp(prefix="playground-screenshot-runs-")  # only this script's run on the Runs page
+    with running_app({"PLAYGROUND_RUNS_DIR": runs}) as url, sync_playwright() as p:
         browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.set_default_timeout(120_000)

@@ -6,6 +6,7 @@ import streamlit as st
 from core.device import describe_device, resolve_device
 from core.jobs import DeviceBusy, Snapshot, TrainingJob, manager
 from core.metrics import smooth
+from core.runs import list_runs
 from pages.lib import RUN_KEY, UPLOAD, chosen_dataset, chosen_dataset_name, current_config, dataset_title, intro, pct
 
 st.set_page_config(page_title="Train · ConvNet Playground", page_icon="📈", layout="wide")
@@ -112,5 +113,9 @@ if job is not None:
     live(job)
 else:
     st.info("No run yet. Set things up on the Model page, or press Start to train with the defaults.")
+interrupted = [s for s in list_runs() if s.status().get("status") == "interrupted" and s.has_training_state()]
+if interrupted:
+    st.warning(f"{len(interrupted)} run{'s were' if len(interrupted) > 1 else ' was'} interrupted when its process stopped; "
+               f"the Runs page can resume {'them' if len(interrupted) > 1 else 'it'} from the last finished epoch.")
 
 st.page_link("pages/6_Runs.py", label="Every run, compared, resumed and exported: the Runs page", icon="🗂️")

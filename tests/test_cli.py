@@ -50,7 +50,7 @@ def test_train_json_reports_every_promised_field(tmp_path, mnist):
     assert proc.returncode == 2, proc.stderr  # non-zero because one file could not be read
     predictions = json.loads(proc.stdout)
     assert [p["path"] for p in predictions] == [*paths, str(broken)]
-    for p, label in zip(predictions[:2], mnist.test_labels[:2].tolist()):
+    for p in predictions[:2]:
         assert set(p) >= {"class", "index", "probability", "probabilities"}
         assert abs(sum(p["probabilities"]) - 1) < 1e-4 and p["probability"] == max(p["probabilities"])
         assert p["class"] == mnist.class_names[p["index"]]

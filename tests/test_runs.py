@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.config import TrainConfig
-from core.engine import resume, train
+from core.engine import train
 from core.files import atomic_write
 from core.runs import RunStore, delete_run, find_run, list_runs
 
@@ -36,7 +36,8 @@ def test_a_run_leaves_a_complete_record(small_mnist, tmp_path):
     assert store.steps()[-1]["step"] == result.steps[-1]["step"]
     evaluation = store.evaluation()
     assert evaluation["confusion_matrix"] == result.confusion_matrix
-    assert store.test_probabilities().shape == (1000, 10)
+    probabilities, labels = store.test_predictions()
+    assert probabilities.shape == (1000, 10) and labels.tolist() == small_mnist.test_labels.tolist()
     assert find_run("run", tmp_path).path == store.path and list_runs(tmp_path)[0].path == store.path
     with pytest.raises(ValueError, match="already holds a run"):
         RunStore.create(cfg, "mnist", store.path)
