@@ -117,3 +117,25 @@ def test_sigkill_then_resume_reaches_the_same_numbers(mnist, tmp_path):
     for mine, theirs in zip(result["epochs"], reference["epochs"], strict=True):
         for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
             assert mine[key] == theirs[key], (mine["epoch"], key)
+
+
+def test_runs_command_line_lists_shows_exports_and_deletes(small_mnist, tmp_path, monkeypatch, capsys):
+    from core import runs_cli
+
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    result = train(TrainConfig(epochs=1, limit_train=320, batch_size=64, device="cpu"), dataset=small_mnist)
+    run_id = Path(result.run_dir).name
+    assert runs_cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert run_id in out and "finished" in out
+    assert runs_cli.main(["show", run_id]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"]["test_accuracy"] == result.test_accuracy and shown["config"]["limit_train"] == 320
+    assert runs_cli.main(["export", run_id, "--zip", str(tmp_path / "r.zip"), "--script", str(tmp_path / "r.py")]) == 0
+    assert (tmp_path / "r.zip").stat().st_size > 1000 and "def main()" in (tmp_path / "r.py").read_text()
+    assert runs_cli.main(["resume", run_id]) == 1  # a finished run has nothing to resume
+    assert "only an interrupted, stopped or failed run" in capsys.readouterr().err
+    assert runs_cli.main(["delete", run_id]) == 2  # needs --yes
+    assert runs_cli.main(["delete", run_id, "--yes"]) == 0 and not Path(result.run_dir).exists()
+    assert runs_cli.main(["show", "no-such-run"]) == 1
+    assert "No run 'no-such-run'" in capsys.readouterr().err
