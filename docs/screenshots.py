@@ -24,7 +24,8 @@ OUT = Path(__file__).resolve().parent / "screenshots"
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     runs = tempfile.mkdtemp(prefix="playground-screenshot-runs-")  # only this script's run on the Runs page
-    with running_app({"PLAYGROUND_RUNS_DIR": runs}) as url, sync_playwright() as p:
+    with running_app({"PLAYGROUND_RUNS_DIR": runs}) as app, sync_playwright() as p:
+        url = app.url
         browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.set_default_timeout(120_000)

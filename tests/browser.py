@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,9 +28,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class App:
+    url: str
+    process: subprocess.Popen
+
+
 @contextlib.contextmanager
-def running_app(env: dict[str, str] | None = None, timeout: float = 60) -> Iterator[str]:
-    """Serve the app on 127.0.0.1 at a free port; yield its URL; stop it afterwards."""
+def running_app(env: dict[str, str] | None = None, timeout: float = 60) -> Iterator[App]:
+    """Serve the app on 127.0.0.1 at a free port; yield its URL and process; stop it afterwards."""
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"]
@@ -47,7 +54,7 @@ def running_app(env: dict[str, str] | None = None, timeout: float = 60) -> Itera
             if time.monotonic() > deadline:
                 raise TimeoutError(f"streamlit did not answer on {url} in {timeout} s")
             time.sleep(0.3)
-        yield url
+        yield App(url, proc)
     finally:
         proc.terminate()
         try:

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian
 
 
 def test_train_then_draw_a_digit_and_see_the_prediction(mnist):
-    with running_app() as url, sync_api.sync_playwright() as p:
+    with running_app() as app, sync_api.sync_playwright() as p:
+        url = app.url
         browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.set_default_timeout(60_000)
@@ -56,3 +57,50 @@ def test_train_then_draw_a_digit_and_see_the_prediction(mnist):
         page.get_by_text("Probability of each class").wait_for()
         page.get_by_text("What the model sees").wait_for()
         browser.close()
+
+
+def test_killing_the_server_mid_run_leaves_an_interrupted_run_that_resumes(mnist, tmp_path):
+    import signal
+    import time
+
+    from core.engine import resume
+    from core.runs import list_runs
+
+    env = {"PLAYGROUND_RUNS_DIR": str(tmp_path / "runs")}
+    with running_app(env) as app, sync_api.sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(60_000)
+        page.goto(f"{app.url}/Model")
+        for label, value in (("Epochs", "3"), ("Train on only the first N images (0 = all)", "9000")):
+            field = page.get_by_label(label, exact=True)
+            field.fill(value)
+            field.press("Enter")
+        page.get_by_text("71 steps per epoch").first.wait_for()
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Train").click()
+        page.get_by_role("button", name=re.compile("Start training")).click()
+
+        deadline = time.monotonic() + 120
+        while True:  # wait until epoch 1 is on disk, then pull the plug
+            stores = list_runs(tmp_path / "runs")
+            if stores and stores[0].epochs() and stores[0].has_training_state():
+                break
+            assert time.monotonic() < deadline, "epoch 1 never reached the disk"
+            time.sleep(0.05)
+        app.process.send_signal(signal.SIGKILL)
+        app.process.wait()
+        browser.close()
+
+    store = list_runs(tmp_path / "runs")[0]
+    assert store.status()["status"] == "interrupted"
+    assert 1 <= len(store.epochs()) < 3
+
+    with running_app(env) as app, sync_api.sync_playwright() as p:  # the server comes back
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{app.url}/Train")
+        page.get_by_text("1 run was interrupted when its process stopped").wait_for(timeout=60_000)
+        browser.close()
+
+    result = resume(store)
+    assert result.status == "finished" and [e["epoch"] for e in result.epochs] == [1, 2, 3]
