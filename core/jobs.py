@@ -87,6 +87,17 @@ class TrainingJob:
         with self._lock:
             return Snapshot(self.status, self.message, list(self._steps), list(self._epochs), self.result)
 
+    def _prefill_from_store(self) -> None:
+        """A resumed run's curves start with the epochs it already finished."""
+        epochs = self.store.epochs()
+        if not epochs:
+            return
+        done = epochs[-1]["epoch"]
+        steps = [s for s in self.store.steps() if s["epoch"] <= done]
+        total = round(steps[-1]["step"] / done * self.config.epochs) if steps else 0
+        self._epochs = [EpochEvent(**e) for e in epochs]
+        self._steps = [StepEvent(s["epoch"], s["step"], total, s["loss"], s["lr"], 0.0, 0.0) for s in steps]
+
     def _on_event(self, event: Event) -> None:
         with self._lock:
             if isinstance(event, StepEvent):
@@ -146,6 +157,8 @@ class JobManager:
             resuming = store is not None
             store = store or RunStore.create(config, dataset.name if dataset else config.dataset, config.run_dir)
             job = TrainingJob(next(self._ids), config, device, store, dataset, resuming)
+            if resuming:
+                job._prefill_from_store()
             self._jobs[job.id] = job
         job._thread = threading.Thread(target=job._run, name=f"train-{job.id}", daemon=True)
         job._thread.start()

@@ -201,6 +201,7 @@ def test_runs_page_resumes_a_stopped_run(mnist, tmp_path, monkeypatch):
     job = manager().for_run(list_runs()[0].id)
     assert job is not None and job.wait(timeout=120) and job.status == "finished", job.message
     assert [e["epoch"] for e in job.result.epochs] == [1, 2]
+    assert [e.epoch for e in job.snapshot().epochs] == [1, 2]  # the live curves include the epoch before the stop
     assert list_runs()[0].status()["status"] == "finished"
 
 
