@@ -109,3 +109,10 @@ def smooth(values: list[float], weight: float = 0.9) -> list[float]:
         avg = weight * avg + (1 - weight) * v
         out.append(avg / (1 - weight ** i))
     return out
+
+
+def confident_mistakes(probabilities: torch.Tensor, labels: torch.Tensor, top: int = 32) -> tuple[torch.Tensor, int]:
+    """Indices of the `top` misclassified images the model was surest about, and how many it got wrong."""
+    confidence, predicted = probabilities.max(1)
+    wrong = (predicted != labels).nonzero().flatten()
+    return wrong[confidence[wrong].argsort(descending=True)][:top], len(wrong)

@@ -7,7 +7,7 @@ import streamlit as st
 from core.data import DATASETS, DatasetUnavailable, load_dataset
 from core.engine import load_result
 from core.jobs import manager
-from core.metrics import calibration, most_confused
+from core.metrics import calibration, confident_mistakes, most_confused
 from core.runs import list_runs
 from pages.lib import choose_run, image_row, intro, pct
 
@@ -67,9 +67,8 @@ with confusion_tab:
         st.markdown("**Most confused pairs:** " + "; ".join(f"{t} taken for {p} ({n}×)" for t, p, n in pairs))
 
 with mistakes_tab:
-    wrong = (predicted != labels).nonzero().flatten()
-    st.markdown(f"**{len(wrong):,} of {len(labels):,} test images are misclassified.** The most confident mistakes first:")
-    order = wrong[probs[wrong].max(1).values.argsort(descending=True)][:32]
+    order, n_wrong = confident_mistakes(probs, labels)
+    st.markdown(f"**{n_wrong:,} of {len(labels):,} test images are misclassified.** The most confident mistakes first:")
     if data is None:
         st.info("This run trained on uploaded data that this server no longer holds, so its test images cannot be shown.")
         order = order[:0]

@@ -181,3 +181,12 @@ def test_every_schedule_can_be_plotted_before_training(scheduler):
         assert max(rates) == pytest.approx(0.1, rel=0.05) and rates[0] < 0.01 and rates[-1] < 0.001
     if scheduler == "cosine":
         assert rates[0] == pytest.approx(0.1) and rates[-1] < 0.001
+
+
+def test_confident_mistakes_are_the_surest_wrong_answers():
+    from core.metrics import confident_mistakes
+
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    labels = torch.tensor([0, 0, 1, 1])
+    order, n_wrong = confident_mistakes(probs, labels)
+    assert n_wrong == 2 and order.tolist() == [1, 2]
