@@ -20,12 +20,14 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass
 class TrainConfig:
+    """Defaults are the `mnist-fast` recipe: LeNet-5 past 99 % on MNIST in 3 epochs."""
+
     dataset: str = "mnist"  # a built-in name, or the path of a CSV file or image folder
     model: str = "lenet5"
     hidden: tuple[int, ...] = (256, 128)  # MLP hidden layer sizes
     init: str = "default"
     optimizer: str = "adam"
-    lr: float = 0.003
+    lr: float = 0.01
     momentum: float = 0.9  # SGD only
     nesterov: bool = False  # SGD only
     weight_decay: float = 0.0
@@ -33,8 +35,8 @@ class TrainConfig:
     step_epochs: int = 1  # step schedule: decay every this many epochs
     milestones: tuple[int, ...] = (2, 4)  # multistep schedule: decay at these epochs
     gamma: float = 0.1  # step and multistep decay factor
-    label_smoothing: float = 0.0
-    batch_size: int = 128
+    label_smoothing: float = 0.1
+    batch_size: int = 256
     epochs: int = 3
     augment: tuple[str, ...] = ()
     val_split: float = 0.1

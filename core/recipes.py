@@ -20,7 +20,7 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "mnist-fast": Recipe(
         "MNIST, fastest to 99 %",
-        "LeNet-5 (ReLU) with Adam, a one-cycle schedule and label smoothing: 99 % test accuracy in 3 epochs.",
+        "LeNet-5 (ReLU) with Adam, a one-cycle schedule and label smoothing: 99 % test accuracy in 3 epochs (the defaults).",
         dict(dataset="mnist", model="lenet5", optimizer="adam", lr=0.01, scheduler="onecycle",
              batch_size=256, epochs=3, label_smoothing=0.1),
     ),

@@ -226,4 +226,4 @@ def test_a_link_with_invalid_values_opens_with_defaults_and_a_notice(mnist):
     at.run()
     assert not at.exception
     assert "lr='fast'" in at.warning[0].value and "defaults" in at.warning[0].value
-    assert at.selectbox(key="hp_model").value == "lenet5" and at.number_input(key="hp_lr").value == 0.003
+    assert at.selectbox(key="hp_model").value == "lenet5" and at.number_input(key="hp_lr").value == 0.01

@@ -30,7 +30,7 @@ def test_train_then_draw_a_digit_and_see_the_prediction(mnist):
         limit = page.get_by_label("Train on only the first N images (0 = all)")
         limit.fill("1500")
         limit.press("Enter")
-        page.get_by_text("Learning rate: onecycle, 12 steps per epoch").first.wait_for()  # 1,500 images / batch 128
+        page.get_by_text("Learning rate: onecycle, 6 steps per epoch").first.wait_for()  # 1,500 images / batch 256
 
         page.locator('[data-testid="stSidebarNav"] a', has_text="Train").click()
         page.get_by_text("first 1,500 images").wait_for()  # the settings travelled with the session
@@ -76,7 +76,7 @@ def test_killing_the_server_mid_run_leaves_an_interrupted_run_that_resumes(mnist
             field = page.get_by_label(label, exact=True)
             field.fill(value)
             field.press("Enter")
-        page.get_by_text("71 steps per epoch").first.wait_for()
+        page.get_by_text("36 steps per epoch").first.wait_for()  # 9,000 images / batch 256
         page.locator('[data-testid="stSidebarNav"] a', has_text="Train").click()
         page.get_by_role("button", name=re.compile("Start training")).click()
 
