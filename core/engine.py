@@ -18,17 +18,29 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
 from core.augment import augment_batch
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.config import TrainConfig
-from core.data import DATASETS, DatasetUnavailable, ImageDataset, load_dataset, train_val_split
+from core.data import (
+    DATASETS,
+    DatasetUnavailable,
+    ImageDataset,
+    load_dataset,
+    train_val_split,
+)
 from core.device import describe_device, resolve_device
 from core.files import read_json
 from core.importers import import_user_data
-from core.metrics import autocast, class_report, loss_and_accuracy, predict_probabilities
+from core.metrics import (
+    autocast,
+    class_report,
+    loss_and_accuracy,
+    predict_probabilities,
+)
 from core.models import build_model, count_parameters
 from core.optim import build_optimizer, build_scheduler
 from core.preprocess import Normalizer, to_unit
@@ -43,7 +55,7 @@ class StepEvent:
     epoch: int
     step: int  # global step, 1-based
     total_steps: int
-    loss: float  # mean training loss since the previous step event
+    loss: float  # mean training cross-entropy since the previous step event (without label smoothing)
     lr: float
     samples_per_second: float
     eta_seconds: float
@@ -224,8 +236,11 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
             optimizer.step()
             scheduler.step()
             step += 1
-            loss_sum += loss.detach() * len(idx)
-            epoch_loss += loss.detach() * len(idx)
+            # the curves show plain cross-entropy, comparable with validation, even when the
+            # optimizer minimises a label-smoothed one
+            shown = F.cross_entropy(logits.detach().float(), y) if cfg.label_smoothing else loss.detach()
+            loss_sum += shown * len(idx)
+            epoch_loss += shown * len(idx)
             epoch_correct += (logits.argmax(1) == y).sum()
             steps_since_event += 1
             samples_since_event += len(idx)

@@ -19,7 +19,15 @@ import torch
 from core.config import TrainConfig
 from core.data import DatasetUnavailable, ImageDataset
 from core.device import resolve_device
-from core.engine import EpochEvent, Event, StatusEvent, StepEvent, TrainResult, resume, train
+from core.engine import (
+    EpochEvent,
+    Event,
+    StatusEvent,
+    StepEvent,
+    TrainResult,
+    resume,
+    train,
+)
 from core.importers import DataImportError
 from core.runs import RunStore
 

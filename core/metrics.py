@@ -8,7 +8,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.functional.classification import multiclass_calibration_error, multiclass_confusion_matrix
+from torchmetrics.functional.classification import (
+    multiclass_calibration_error,
+    multiclass_confusion_matrix,
+)
 
 from core.preprocess import Normalizer, to_unit
 

@@ -5,11 +5,27 @@ import streamlit as st
 
 from core.augment import AUGMENTATIONS, DESCRIPTIONS
 from core.data import DATASETS
-from core.explore import (augmentation_preview, class_balance, examples_per_class, mean_images,
-                          pixel_histogram, random_indices)
+from core.explore import (
+    augmentation_preview,
+    class_balance,
+    examples_per_class,
+    mean_images,
+    pixel_histogram,
+    random_indices,
+)
 from core.importers import DataImportError, import_upload
-from pages.lib import (DATASET_KEY, UPLOAD, USER_DATA_KEY, chosen_dataset, chosen_dataset_name, current_config,
-                       dataset_title, image_row, intro, save_config)
+from pages.lib import (
+    DATASET_KEY,
+    UPLOAD,
+    USER_DATA_KEY,
+    chosen_dataset,
+    chosen_dataset_name,
+    current_config,
+    dataset_title,
+    image_row,
+    intro,
+    save_config,
+)
 
 st.set_page_config(page_title="Data · ConvNet Playground", page_icon="🖼️", layout="wide")
 st.title("🖼️ Data")

@@ -14,7 +14,14 @@ from core.optim import OPTIMIZERS, SCHEDULERS, lr_curve
 from core.recipes import RECIPES
 from core.summary import layer_table
 from core.urlstate import config_from_query, config_to_query
-from pages.lib import DATASET_KEY, chosen_dataset, current_config, dataset_title, intro, save_config
+from pages.lib import (
+    DATASET_KEY,
+    chosen_dataset,
+    current_config,
+    dataset_title,
+    intro,
+    save_config,
+)
 
 st.set_page_config(page_title="Model · ConvNet Playground", page_icon="🧩", layout="wide")
 st.title("🧩 Model and hyperparameters")

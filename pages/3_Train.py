@@ -7,7 +7,16 @@ from core.device import describe_device, resolve_device
 from core.jobs import DeviceBusy, Snapshot, TrainingJob, manager
 from core.metrics import smooth
 from core.runs import list_runs
-from pages.lib import RUN_KEY, UPLOAD, chosen_dataset, chosen_dataset_name, current_config, dataset_title, intro, pct
+from pages.lib import (
+    RUN_KEY,
+    UPLOAD,
+    chosen_dataset,
+    chosen_dataset_name,
+    current_config,
+    dataset_title,
+    intro,
+    pct,
+)
 
 st.set_page_config(page_title="Train · ConvNet Playground", page_icon="📈", layout="wide")
 st.title("📈 Train")
@@ -64,18 +73,20 @@ def curves(snap: Snapshot, steps_per_epoch: float) -> None:
                      line=dict(color="#312E81", dash="dot"))
     loss.add_scatter(x=epoch_x, y=[e.val_loss for e in snap.epochs], name="validation", mode="lines+markers",
                      line=dict(color="#EA580C"))
-    loss.update_layout(title="Loss", xaxis_title="epoch", height=340, margin=dict(t=50, b=10), legend=dict(orientation="h"))
+    loss.update_layout(title="Loss", xaxis_title="epoch", height=340, margin=dict(t=50, b=10), legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
     acc = go.Figure()
     acc.add_scatter(x=mid_x, y=[e.train_accuracy for e in snap.epochs], name="train (epoch mean)", mode="lines+markers",
                     line=dict(color="#4F46E5"))
     acc.add_scatter(x=epoch_x, y=[e.val_accuracy for e in snap.epochs], name="validation", mode="lines+markers",
                     line=dict(color="#EA580C"))
     acc.update_layout(title="Accuracy", xaxis_title="epoch", yaxis_tickformat=".1%", height=340,
-                      margin=dict(t=50, b=10), legend=dict(orientation="h"))
+                      margin=dict(t=50, b=10), legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
     lr = go.Figure(go.Scatter(x=step_x, y=[s.lr for s in snap.steps], mode="lines", line=dict(color="#0F766E")))
     lr.update_layout(title="Learning rate", xaxis_title="epoch", height=260, margin=dict(t=50, b=10))
     left, right = st.columns(2)
     left.plotly_chart(loss, width="stretch")
+    left.caption("Plain cross-entropy on both sides, so train and validation compare; with label smoothing "
+                 "the optimizer minimises a smoothed version, which is higher.")
     right.plotly_chart(acc, width="stretch")
     st.plotly_chart(lr, width="stretch")
 

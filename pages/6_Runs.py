@@ -76,9 +76,9 @@ if len(selected) > 1:
         x = [e["epoch"] for e in epochs]
         loss.add_scatter(x=x, y=[e["val_loss"] for e in epochs], name=label, mode="lines+markers")
         acc.add_scatter(x=x, y=[e["val_accuracy"] for e in epochs], name=label, mode="lines+markers")
-    loss.update_layout(title="Validation loss", xaxis_title="epoch", height=360, margin=dict(t=50, b=10), legend=dict(orientation="h"))
+    loss.update_layout(title="Validation loss", xaxis_title="epoch", height=360, margin=dict(t=50, b=10), legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
     acc.update_layout(title="Validation accuracy", xaxis_title="epoch", yaxis_tickformat=".1%", height=360,
-                      margin=dict(t=50, b=10), legend=dict(orientation="h"))
+                      margin=dict(t=50, b=10), legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
     left, right = st.columns(2)
     left.plotly_chart(loss, width="stretch")
     right.plotly_chart(acc, width="stretch")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+from test_drawing import stroke_canvas
 
 from core.config import TrainConfig
 from core.jobs import manager
-from test_drawing import stroke_canvas
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 120

@@ -9,7 +9,6 @@ import re
 import shutil
 
 import pytest
-
 from browser import launch_chromium, running_app
 
 sync_api = pytest.importorskip("playwright.sync_api")

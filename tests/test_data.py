@@ -14,11 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ARCHIVES
 from torchvision import datasets as tv_datasets
 
-from conftest import ARCHIVES
 from core import data
-from core.data import DatasetUnavailable, install_from_archives, load_dataset, train_val_split
+from core.data import (
+    DatasetUnavailable,
+    install_from_archives,
+    load_dataset,
+    train_val_split,
+)
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 

@@ -190,3 +190,11 @@ def test_confident_mistakes_are_the_surest_wrong_answers():
     labels = torch.tensor([0, 0, 1, 1])
     order, n_wrong = confident_mistakes(probs, labels)
     assert n_wrong == 2 and order.tolist() == [1, 2]
+
+
+def test_curves_report_plain_cross_entropy_even_with_label_smoothing(small_mnist, tmp_path):
+    # with smoothing 0.3 over 10 classes the smoothed loss can never go below its target's entropy, about 1.18
+    result = train(_cfg(tmp_path, epochs=2, label_smoothing=0.3), dataset=small_mnist)
+    last = result.epochs[-1]
+    assert last["train_loss"] < 0.8 and all(s["loss"] < 1.18 for s in result.steps[-5:])
+    assert abs(last["train_loss"] - last["val_loss"]) < 0.5  # the same quantity on both curves

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.importers import DataImportError, import_csv, import_image_folder, import_user_data
+from core.importers import (
+    DataImportError,
+    import_csv,
+    import_image_folder,
+    import_user_data,
+)
 
 
 def _rows(n: int, classes: int = 3, seed: int = 0) -> list[list[int]]:
