@@ -316,19 +316,25 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     return result
 
 
+def _test_report(model: nn.Module, data: ImageDataset, normalize: Normalizer,
+                 device: torch.device) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Test-set probabilities (on the CPU) and the report: loss, accuracy and the per-class numbers."""
+    probs = predict_probabilities(model, data.test_images, normalize, device)
+    labels = data.test_labels.to(device)
+    test_loss, test_accuracy = loss_and_accuracy(probs, labels)
+    report = class_report(probs.argmax(1), labels, data.num_classes)
+    return probs.cpu(), {"test_accuracy": test_accuracy, "test_loss": test_loss, **report}
+
+
 def _evaluate_test(result: TrainResult, model: nn.Module, data: ImageDataset, normalize: Normalizer,
                    device: torch.device, store: RunStore, emit: Callable[[Event], None]) -> None:
     """Fill the test-set numbers of `result` and close the run's record; the test set is touched only here."""
     emit(StatusEvent("evaluating", "Evaluating on the test set"))
-    probs = predict_probabilities(model, data.test_images, normalize, device)
-    test_labels = data.test_labels.to(device)
-    result.test_loss, result.test_accuracy = loss_and_accuracy(probs, test_labels)
-    report = class_report(probs.argmax(1), test_labels, data.num_classes)
+    probs, report = _test_report(model, data, normalize, device)
     for key, value in report.items():
         setattr(result, key, value)
-    result.test_probabilities, result.test_labels = probs.cpu(), data.test_labels
-    store.write_evaluation({"test_accuracy": result.test_accuracy, "test_loss": result.test_loss, **report},
-                           result.test_probabilities, data.test_labels)
+    result.test_probabilities, result.test_labels = probs, data.test_labels
+    store.write_evaluation(report, probs, data.test_labels)
     _close_record(result, store)
 
 
@@ -386,9 +392,8 @@ def load_result(store: RunStore) -> TrainResult:
     predictions = store.test_predictions()
     if predictions is not None:
         result.test_probabilities, result.test_labels = predictions
-    for key in ("test_accuracy", "test_loss", "per_class_accuracy", "precision", "recall", "count", "confusion_matrix"):
-        if key in evaluation:
-            setattr(result, key, evaluation[key])
+    for key, value in evaluation.items():  # the report _test_report wrote
+        setattr(result, key, value)
     return result
 
 
@@ -399,11 +404,8 @@ def evaluate_checkpoint(store: RunStore, dataset: ImageDataset | None = None, de
     if list(data.input_shape) != checkpoint.meta["input_shape"] or data.num_classes != checkpoint.meta["num_classes"]:
         raise CheckpointError(f"This checkpoint does not fit {data.name}'s images or classes.")
     torch_device = resolve_device(device)
-    model = checkpoint.model.to(torch_device)
     normalize = Normalizer(checkpoint.meta["mean"], checkpoint.meta["std"], torch_device)
-    probs = predict_probabilities(model, data.test_images, normalize, torch_device)
-    labels = data.test_labels.to(torch_device)
-    test_loss, test_accuracy = loss_and_accuracy(probs, labels)
-    report = class_report(probs.argmax(1), labels, data.num_classes)
-    store.write_evaluation({"test_accuracy": test_accuracy, "test_loss": test_loss, **report}, probs.cpu(), data.test_labels)
-    store.update_status(test_accuracy=test_accuracy, device=describe_device(torch_device), params=checkpoint.meta.get("params"))
+    probs, report = _test_report(checkpoint.model.to(torch_device), data, normalize, torch_device)
+    store.write_evaluation(report, probs, data.test_labels)
+    store.update_status(test_accuracy=report["test_accuracy"], device=describe_device(torch_device),
+                        params=checkpoint.meta.get("params"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -57,7 +56,6 @@ class TrainingJob:
     store: RunStore  # the run's folder: what outlives this process
     dataset: ImageDataset | None = None  # a user's imported data; built-in datasets load by name
     resuming: bool = False
-    created: float = field(default_factory=time.time)
     status: str = "queued"
     message: str = "Waiting to start"
     result: TrainResult | None = None
@@ -175,10 +173,6 @@ class JobManager:
     def jobs(self) -> list[TrainingJob]:
         with self._lock:
             return list(self._jobs.values())
-
-    def get(self, job_id: int) -> TrainingJob | None:
-        with self._lock:
-            return self._jobs.get(job_id)
 
     def for_run(self, run_id: str) -> TrainingJob | None:
         """The newest job of this process that trains or trained run `run_id`."""

@@ -14,7 +14,7 @@ import torch
 
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.config import TrainConfig
-from core.engine import train
+from core.engine import evaluate_checkpoint, load_result, train
 from core.export import import_checkpoint_zip, run_zip, standalone_script, to_onnx
 from core.predict import predict_tensor
 from core.runs import RunStore
@@ -40,6 +40,9 @@ def test_zip_round_trip_gives_the_same_predictions(finished_run, small_mnist, tm
     original = predict_tensor(load_checkpoint(store.best_checkpoint), images)
     again = predict_tensor(load_checkpoint(imported.best_checkpoint), images)
     assert torch.equal(original, again)
+    evaluate_checkpoint(imported, dataset=small_mnist)  # what the Runs page does after an upload
+    reread = load_result(imported)
+    assert reread.test_accuracy == pytest.approx(result.test_accuracy) and reread.confusion_matrix == result.confusion_matrix
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
