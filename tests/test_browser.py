@@ -103,3 +103,23 @@ def test_killing_the_server_mid_run_leaves_an_interrupted_run_that_resumes(mnist
 
     result = resume(store)
     assert result.status == "finished" and [e["epoch"] for e in result.epochs] == [1, 2, 3]
+
+
+def test_uploading_a_csv_on_the_data_page_good_and_bad(mnist, tmp_path):
+    good = tmp_path / "digits.csv"
+    rows = [[int(label)] + image.flatten().tolist() for image, label in zip(mnist.train_images[:300], mnist.train_labels[:300])]
+    good.write_text("label," + ",".join(f"pixel{i}" for i in range(784)) + "\n" + "\n".join(",".join(map(str, r)) for r in rows))
+    bad = tmp_path / "broken.csv"
+    bad.write_text("\n".join(",".join(map(str, r)) for r in rows[:5]) + "\n3,7,abc\n")
+    with running_app() as app, sync_api.sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(60_000)
+        page.goto(f"{app.url}/Data")
+        page.get_by_text("Upload your own").click()
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(bad))
+        page.get_by_text("broken.csv, row 6: 3 columns, expected 785").wait_for()
+        assert page.get_by_text("Traceback").count() == 0
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(good))
+        page.get_by_text("240 training and 60 test images of 28 x 28 pixels").wait_for()
+        browser.close()
