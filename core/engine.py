@@ -283,15 +283,16 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         emit(record)
 
         score = val_acc if val_acc is not None else epoch  # no validation set: keep the latest epoch
+        meta = checkpoint_meta(cfg, data, model, epoch=epoch, val_accuracy=val_acc)
         if score > progress["best_score"]:
             progress.update(best_score=score, best_epoch=epoch, epochs_without_gain=0)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            save_checkpoint(store.best_checkpoint, model, checkpoint_meta(cfg, data, model, epoch=epoch, val_accuracy=val_acc))
+            save_checkpoint(store.best_checkpoint, model, meta)
         else:
             progress["epochs_without_gain"] += 1
         result.best_epoch = progress["best_epoch"]
         progress.update(epoch=epoch, step=step, train_time=train_time, samples_seen=samples_seen)
-        save_checkpoint(store.last_checkpoint, model, checkpoint_meta(cfg, data, model, epoch=epoch, val_accuracy=val_acc))
+        save_checkpoint(store.last_checkpoint, model, meta)
         store.save_training_state(model, optimizer, scheduler, gen, progress)
         store.write_metrics(result.epochs, result.steps)
         store.update_status(message=f"Epoch {epoch} of {cfg.epochs} done", epoch=epoch, best_epoch=result.best_epoch,

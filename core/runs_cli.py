@@ -18,7 +18,7 @@ from core.engine import resume
 from core.export import run_zip, to_onnx, write_run_script
 from core.importers import DataImportError
 from core.runs import delete_run, find_run, list_runs, runs_dir
-from core.train import ProgressBar
+from core.train import ProgressBar, report
 
 
 def _fmt(value, spec: str) -> str:
@@ -81,10 +81,7 @@ def cmd_resume(args) -> int:
         result = resume(store, on_event=bar, stop=threading.Event())
     finally:
         bar.close()
-    print(f"{result.status}: {result.message}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(result.to_json_dict()))
-    return 0 if result.status in ("finished", "stopped") else 3
+    return report(result, args.json)
 
 
 def main(argv: list[str] | None = None) -> int:

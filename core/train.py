@@ -16,7 +16,7 @@ from tqdm import tqdm
 from core.augment import AUGMENTATIONS
 from core.config import DEVICES, TrainConfig
 from core.data import DATASETS, DatasetUnavailable
-from core.engine import Event, resolve_dataset, train
+from core.engine import Event, TrainResult, resolve_dataset, train
 from core.importers import DataImportError
 from core.models import INITS, MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS
@@ -108,11 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     bar.close()
+    return report(result, args.json)
+
+
+def report(result: TrainResult, as_json: bool) -> int:
+    """A one-line summary on stderr, the JSON object last on stdout, and the exit code (3: diverged)."""
     summary = f"{result.status}: {result.message}"
     if result.test_accuracy is not None:
         summary += f" Test accuracy {result.test_accuracy:.2%} on {result.device}, {result.samples_per_second:,.0f} samples/s."
     print(summary, file=sys.stderr)
-    if args.json:
+    if as_json:
         print(json.dumps(result.to_json_dict()))
     return 0 if result.status in ("finished", "stopped") else 3
 
