@@ -16,7 +16,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from browser import launch_chromium, running_app  # noqa: E402
+from browser import go_to, open_page, running_app, set_numbers  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "screenshots"
 
@@ -26,40 +26,32 @@ def main() -> None:
     runs = tempfile.mkdtemp(prefix="playground-screenshot-runs-")  # only this script's run on the Runs page
     with running_app({"PLAYGROUND_RUNS_DIR": runs}) as app, sync_playwright() as p:
         url = app.url
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.set_default_timeout(120_000)
+        browser, page = open_page(p, timeout_ms=120_000)
 
         def shot(name: str) -> None:
             page.wait_for_timeout(1500)  # let Plotly finish drawing
             page.screenshot(path=str(OUT / f"{name}.png"))
             print("wrote", OUT / f"{name}.png")
 
-        def go(label: str) -> None:
-            page.locator('[data-testid="stSidebarNav"] a', has_text=label).click()
-
         page.goto(url)
         page.get_by_text("The journey").wait_for()
         shot("home")
-        go("Data")
+        go_to(page, "Data")
         page.get_by_text("Reshuffle").wait_for()
         shot("data")
-        go("Model")
-        for label, value in (("Epochs", "2"), ("Train on only the first N images (0 = all)", "12000")):
-            field = page.get_by_label(label, exact=True)
-            field.fill(value)
-            field.press("Enter")
+        go_to(page, "Model")
+        set_numbers(page, {"Epochs": "2", "Train on only the first N images (0 = all)": "12000"})
         page.get_by_text("47 steps per epoch").first.wait_for()  # 12,000 images / batch 256
         shot("model")
-        go("Train")
+        go_to(page, "Train")
         page.get_by_role("button", name=re.compile("Start training")).click()
         page.get_by_text(re.compile(r"Test accuracy \d")).wait_for()
         shot("train")
-        go("Results")
+        go_to(page, "Results")
         page.get_by_text("Per class").wait_for()
         page.get_by_role("tab", name="Confusion").click()
         shot("results")
-        go("Draw")
+        go_to(page, "Draw")
         canvas = page.locator("canvas.upper-canvas")
         canvas.wait_for()
         box = canvas.bounding_box()
@@ -73,7 +65,7 @@ def main() -> None:
         page.mouse.up()
         page.get_by_text("Probability of each class").wait_for()
         shot("draw")
-        go("Runs")
+        go_to(page, "Runs")
         page.get_by_text("Filter by name").wait_for()
         page.locator('[data-testid="stDataFrame"]').first.wait_for()
         shot("runs")

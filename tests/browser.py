@@ -65,3 +65,27 @@ def running_app(env: dict[str, str] | None = None, timeout: float = 60) -> Itera
 
 def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+VIEWPORT = {"width": 1280, "height": 800}  # the size the layout must hold at
+
+
+def open_page(playwright, timeout_ms: int = 60_000):
+    """(browser, page): Chromium with one page at VIEWPORT; close the browser when done."""
+    browser = launch_chromium(playwright)
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(timeout_ms)
+    return browser, page
+
+
+def go_to(page, label: str) -> None:
+    """Follow the sidebar link to a page, as a user does (the session and its settings stay)."""
+    page.locator('[data-testid="stSidebarNav"] a', has_text=label).click()
+
+
+def set_numbers(page, values: dict[str, str]) -> None:
+    """Type into number inputs by their labels, confirming each with Enter."""
+    for label, value in values.items():
+        field = page.get_by_label(label, exact=True)
+        field.fill(value)
+        field.press("Enter")

@@ -9,7 +9,7 @@ import re
 import shutil
 
 import pytest
-from browser import launch_chromium, running_app
+from browser import go_to, open_page, running_app, set_numbers
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
@@ -18,25 +18,18 @@ pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian
 def test_train_then_draw_a_digit_and_see_the_prediction(mnist):
     with running_app() as app, sync_api.sync_playwright() as p:
         url = app.url
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.set_default_timeout(60_000)
+        browser, page = open_page(p)
 
         page.goto(f"{url}/Model")
-        epochs = page.get_by_label("Epochs", exact=True)
-        epochs.fill("1")
-        epochs.press("Enter")
-        limit = page.get_by_label("Train on only the first N images (0 = all)")
-        limit.fill("1500")
-        limit.press("Enter")
+        set_numbers(page, {"Epochs": "1", "Train on only the first N images (0 = all)": "1500"})
         page.get_by_text("Learning rate: onecycle, 6 steps per epoch").first.wait_for()  # 1,500 images / batch 256
 
-        page.locator('[data-testid="stSidebarNav"] a', has_text="Train").click()
+        go_to(page, "Train")
         page.get_by_text("first 1,500 images").wait_for()  # the settings travelled with the session
         page.get_by_role("button", name=re.compile("Start training")).click()
         page.get_by_text(re.compile(r"Test accuracy \d")).wait_for(timeout=180_000)
 
-        page.locator('[data-testid="stSidebarNav"] a', has_text="Draw").click()
+        go_to(page, "Draw")
         canvas = page.locator("canvas.upper-canvas")
         canvas.wait_for()
         page.get_by_text("appears here once you draw").wait_for()
@@ -67,16 +60,11 @@ def test_killing_the_server_mid_run_leaves_an_interrupted_run_that_resumes(mnist
 
     env = {"PLAYGROUND_RUNS_DIR": str(tmp_path / "runs")}
     with running_app(env) as app, sync_api.sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.set_default_timeout(60_000)
+        browser, page = open_page(p)
         page.goto(f"{app.url}/Model")
-        for label, value in (("Epochs", "3"), ("Train on only the first N images (0 = all)", "9000")):
-            field = page.get_by_label(label, exact=True)
-            field.fill(value)
-            field.press("Enter")
+        set_numbers(page, {"Epochs": "3", "Train on only the first N images (0 = all)": "9000"})
         page.get_by_text("36 steps per epoch").first.wait_for()  # 9,000 images / batch 256
-        page.locator('[data-testid="stSidebarNav"] a', has_text="Train").click()
+        go_to(page, "Train")
         page.get_by_role("button", name=re.compile("Start training")).click()
 
         deadline = time.monotonic() + 120
@@ -95,8 +83,7 @@ def test_killing_the_server_mid_run_leaves_an_interrupted_run_that_resumes(mnist
     assert 1 <= len(store.epochs()) < 3
 
     with running_app(env) as app, sync_api.sync_playwright() as p:  # the server comes back
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        browser, page = open_page(p)
         page.goto(f"{app.url}/Train")
         page.get_by_text("1 run was interrupted when its process stopped").wait_for(timeout=60_000)
         browser.close()
@@ -112,9 +99,7 @@ def test_uploading_a_csv_on_the_data_page_good_and_bad(mnist, tmp_path):
     bad = tmp_path / "broken.csv"
     bad.write_text("\n".join(",".join(map(str, r)) for r in rows[:5]) + "\n3,7,abc\n")
     with running_app() as app, sync_api.sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.set_default_timeout(60_000)
+        browser, page = open_page(p)
         page.goto(f"{app.url}/Data")
         page.get_by_text("Upload your own").click()
         page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(bad))
