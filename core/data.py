@@ -9,6 +9,8 @@ in the loop. Missing files are installed from a folder of official archives
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,3 +210,42 @@ def train_val_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tenso
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val = int(round(n * val_fraction))
     return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+SAVED_SUFFIX = ".dataset.safetensors"
+
+
+def save_dataset(data: ImageDataset, folder: Path) -> Path:
+    """Keep an uploaded dataset as one safetensors file (named by its content), so that a worker
+    process, a resumed run and a restarted server can load it by path."""
+    from safetensors.torch import save_file
+
+    from core.files import atomic_write
+
+    tensors = {"train_images": data.train_images, "train_labels": data.train_labels,
+               "test_images": data.test_images, "test_labels": data.test_labels}
+    digest = hashlib.sha256()
+    for t in tensors.values():
+        digest.update(t.contiguous().numpy().tobytes())
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in data.name)[:40] or "data"
+    path = folder / f"{safe}-{digest.hexdigest()[:12]}{SAVED_SUFFIX}"
+    if not path.is_file():
+        meta = {"name": data.name, "class_names": list(data.class_names), "mean": list(data.mean), "std": list(data.std)}
+        atomic_write(path, lambda p: save_file({k: v.contiguous() for k, v in tensors.items()}, str(p),
+                                               metadata={"json": json.dumps(meta)}))
+    return path
+
+
+def load_saved_dataset(path: str | Path) -> ImageDataset:
+    """A dataset that save_dataset wrote; DatasetUnavailable when the file is gone or not one."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["json"])
+        t = load_file(str(path))
+        return ImageDataset(meta["name"], t["train_images"], t["train_labels"], t["test_images"], t["test_labels"],
+                            tuple(meta["class_names"]), tuple(meta["mean"]), tuple(meta["std"]))
+    except (OSError, SafetensorError, KeyError, TypeError, ValueError) as exc:
+        raise DatasetUnavailable(f"The uploaded dataset {Path(path).name} is no longer readable ({exc}); upload it again.") from None

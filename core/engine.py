@@ -9,7 +9,6 @@ checked at every step, so a run ends within one batch of being asked.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,12 +26,15 @@ from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.config import TrainConfig
 from core.data import (
     DATASETS,
+    SAVED_SUFFIX,
     DatasetUnavailable,
     ImageDataset,
     load_dataset,
+    load_saved_dataset,
     train_val_split,
 )
 from core.device import describe_device, resolve_device
+from core.events import EndEvent, EpochEvent, Event, StartEvent, StatusEvent, StepEvent, Stop
 from core.files import read_json
 from core.importers import import_user_data
 from core.metrics import (
@@ -44,44 +46,10 @@ from core.metrics import (
 from core.models import build_model, count_parameters
 from core.optim import build_optimizer, build_scheduler
 from core.preprocess import Normalizer, to_unit
-from core.runs import RunStore
-from core.tensorboard import TensorBoard
+from core.recorders import RunRecorder, TensorBoardRecorder, fan_out
+from core.store import RESUMABLE, RunStatus, RunStore
 
 STEP_EVENTS_PER_EPOCH = 50  # about this many loss points per epoch for the live curves
-
-
-@dataclass
-class StepEvent:
-    epoch: int
-    step: int  # global step, 1-based
-    total_steps: int
-    loss: float  # mean training cross-entropy since the previous step event (without label smoothing)
-    lr: float
-    samples_per_second: float
-    eta_seconds: float
-    kind: str = "step"
-
-
-@dataclass
-class EpochEvent:
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    val_loss: float | None
-    val_accuracy: float | None
-    seconds: float  # wall time of this epoch, validation included
-    lr: float
-    kind: str = "epoch"
-
-
-@dataclass
-class StatusEvent:
-    status: str  # loading, running, evaluating
-    message: str
-    kind: str = "status"
-
-
-Event = StepEvent | EpochEvent | StatusEvent
 
 
 @dataclass
@@ -121,6 +89,8 @@ def resolve_dataset(name_or_path: str) -> ImageDataset:
     """A built-in dataset by name, or a user's CSV file or image folder by path."""
     if name_or_path in DATASETS:
         return load_dataset(name_or_path)
+    if name_or_path.endswith(SAVED_SUFFIX):
+        return load_saved_dataset(name_or_path)
     if not Path(name_or_path).exists():
         raise DatasetUnavailable(f"Unknown dataset {name_or_path!r}: choose one of {', '.join(DATASETS)}, "
                                  f"or give the path of a CSV file or an image folder.")
@@ -148,29 +118,36 @@ def train(
     stop: threading.Event | None = None,
     dataset: ImageDataset | None = None,
     store: RunStore | None = None,
+    max_seconds: float | None = None,
 ) -> TrainResult:
     """Train, validate and test one model as `cfg` says, recording it in a run folder.
 
     `store` is the run's folder (created from cfg.run_dir or under runs/ when None).
     A store that already holds a training state, an interrupted or stopped run,
-    is resumed from its last finished epoch.
+    is resumed from its last finished epoch. The run's own recorders (its files,
+    TensorBoard) see every event first, then `on_event`. `max_seconds` of training
+    (resumed epochs included) end the run as stopped, with its best checkpoint.
     """
     cfg.validate()
-    emit = on_event or (lambda event: None)
-    stop = stop or threading.Event()
+    stop = stop or Stop()
     store = store or RunStore.create(cfg, dataset.name if dataset else Path(cfg.dataset).name, cfg.run_dir)
+    emit = fan_out([RunRecorder(store), TensorBoardRecorder(store), on_event])
     try:
         device = resolve_device(cfg.device)
-        emit(StatusEvent("loading", f"Loading {cfg.dataset}"))
+        emit(StatusEvent(RunStatus.LOADING, f"Loading {cfg.dataset}"))
         data = dataset or resolve_dataset(cfg.dataset)
-        return _train(cfg, emit, stop, data, store, device)
+        return _train(cfg, emit, stop, data, store, device, max_seconds)
     except BaseException as exc:
-        store.update_status(status="failed", message=str(exc) or type(exc).__name__, pid=None)
+        emit(EndEvent(RunStatus.FAILED, str(exc) or type(exc).__name__))
         raise
 
 
+def _stop_message(stop: threading.Event, where: str) -> str:
+    return f"{getattr(stop, 'reason', '') or 'Stopped by request'} {where}."
+
+
 def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Event, data: ImageDataset,
-           store: RunStore, device: torch.device) -> TrainResult:
+           store: RunStore, device: torch.device, max_seconds: float | None) -> TrainResult:
     train_idx, val_idx = train_val_split(len(data.train_labels), cfg.val_split, cfg.seed)
     if cfg.limit_train:
         train_idx = train_idx[: cfg.limit_train]
@@ -190,7 +167,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     log_every = max(1, steps_per_epoch // STEP_EVENTS_PER_EPOCH)
 
     result = TrainResult(
-        status="running", message="", config=cfg.to_dict(), dataset=data.name,
+        status=RunStatus.RUNNING, message="", config=cfg.to_dict(), dataset=data.name,
         class_names=list(data.class_names), device=describe_device(device), params=count_parameters(model),
         run_dir=str(store.path),
     )
@@ -199,20 +176,14 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
                 "train_time": 0.0, "samples_seen": 0}
     best_state = None
     if store.has_training_state():
-        progress = store.load_training_state(model, optimizer, scheduler, gen)
-        result.epochs = store.epochs()
-        result.steps = [s for s in store.steps() if s["step"] <= progress["step"]]  # not a stopped epoch's part
-        if store.best_checkpoint.is_file():
-            best_state = {k: v.to(device) for k, v in load_file(str(store.best_checkpoint)).items()}
+        progress, result.epochs, result.steps, best_state = store.load_training_state(model, optimizer, scheduler, gen)
         if progress["epoch"] >= cfg.epochs or (cfg.patience and progress["epochs_without_gain"] >= cfg.patience):
             raise ValueError(f"Run {store.id} has already trained all its epochs; there is nothing to resume.")
     result.best_epoch = progress["best_epoch"]
     step, train_time, samples_seen = progress["step"], progress["train_time"], progress["samples_seen"]
-    board = TensorBoard(store.path, purge_step=step + 1 if step else None)
     resumed = f" (resumed after epoch {progress['epoch']})" if progress["epoch"] else ""
-    store.update_status(status="running", message=f"Training on {result.device}{resumed}", pid=os.getpid(),
-                        device=result.device, params=result.params)
-    emit(StatusEvent("running", f"Training {cfg.model} on {result.device}{resumed}"))
+    emit(StartEvent(result.device, result.params, total_steps, list(result.epochs), list(result.steps)))
+    emit(StatusEvent(RunStatus.RUNNING, f"Training {cfg.model} on {result.device}{resumed}"))
 
     for epoch in range(progress["epoch"] + 1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
@@ -252,19 +223,20 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
                 rate = samples_seen / max(train_time, 1e-9)
                 result.train_seconds, result.samples_per_second = train_time, rate
                 if not math.isfinite(mean_loss):
-                    board.close()
                     return _finish_diverged(result, model, data, normalize, device, best_state, store, epoch, step, emit)
                 lr = optimizer.param_groups[0]["lr"]
                 result.steps.append({"epoch": epoch, "step": step, "loss": mean_loss, "lr": lr})
-                board.step(step, mean_loss, lr)
                 emit(StepEvent(epoch, step, total_steps, mean_loss, lr, rate,
                                (total_steps - step) * cfg.batch_size / max(rate, 1e-9)))
                 loss_sum.zero_()
                 steps_since_event, samples_since_event, tick = 0, 0, time.perf_counter()
+                if max_seconds and train_time >= max_seconds and not stop.is_set():
+                    getattr(stop, "request", lambda reason: stop.set())(
+                        f"Stopped at this server's limit of {max_seconds:g} s of training per run")
             if stop.is_set():
                 break
         if stop.is_set():
-            result.status, result.message = "stopped", f"Stopped by request in epoch {epoch}, step {step}."
+            result.status, result.message = RunStatus.STOPPED, _stop_message(stop, f"in epoch {epoch}, step {step}")
             break
 
         n_train = len(train_idx)
@@ -273,14 +245,12 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         if len(val_idx):
             probs = predict_probabilities(model, images[val_idx], normalize, device, stop.is_set)
             if probs is None:
-                result.status, result.message = "stopped", f"Stopped by request while validating epoch {epoch}."
+                result.status, result.message = RunStatus.STOPPED, _stop_message(stop, f"while validating epoch {epoch}")
                 break
             val_loss, val_acc = loss_and_accuracy(probs, labels[val_idx])
         record = EpochEvent(epoch, train_loss, train_acc, val_loss, val_acc,
                             time.perf_counter() - epoch_start, optimizer.param_groups[0]["lr"])
-        result.epochs.append({k: v for k, v in asdict(record).items() if k != "kind"})
-        board.epoch(record)
-        emit(record)
+        result.epochs.append(record.metrics())
 
         score = val_acc if val_acc is not None else epoch  # no validation set: keep the latest epoch
         meta = checkpoint_meta(cfg, data, model, epoch=epoch, val_accuracy=val_acc)
@@ -293,26 +263,25 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         result.best_epoch = progress["best_epoch"]
         progress.update(epoch=epoch, step=step, train_time=train_time, samples_seen=samples_seen)
         save_checkpoint(store.last_checkpoint, model, meta)
-        store.save_training_state(model, optimizer, scheduler, gen, progress)
-        store.write_metrics(result.epochs, result.steps)
-        store.update_status(message=f"Epoch {epoch} of {cfg.epochs} done", epoch=epoch, best_epoch=result.best_epoch,
-                            best_val_accuracy=progress["best_score"] if val_acc is not None else None,
-                            train_seconds=train_time, samples_per_second=result.samples_per_second)
+        # the one write Resume depends on; everything that reports this epoch comes after it
+        store.save_training_state(model, optimizer, scheduler, gen, progress, result.epochs, result.steps, best_state)
+        emit(record)
         if cfg.patience and progress["epochs_without_gain"] >= cfg.patience:
             result.message = (f"Early stopping: no better validation accuracy for {cfg.patience} epochs "
                               f"after epoch {result.best_epoch}.")
             break
 
-    board.close()
-    if result.status == "running":
-        result.status = "finished"
+    if result.status == RunStatus.RUNNING:
+        result.status = RunStatus.FINISHED
         result.message = result.message or f"Finished {len(result.epochs)} epochs."
     if best_state is not None:
-        model.load_state_dict(best_state)
+        model.load_state_dict(best_state)  # from Resume's state too, so best.* matches it after a kill
+        best_val = next((e["val_accuracy"] for e in result.epochs if e["epoch"] == result.best_epoch), None)
+        save_checkpoint(store.best_checkpoint, model,
+                        checkpoint_meta(cfg, data, model, epoch=result.best_epoch, val_accuracy=best_val))
         result.checkpoint = str(store.best_checkpoint)
     else:  # stopped inside the first epoch: keep what it learned so far
         result.checkpoint = str(save_checkpoint(store.best_checkpoint, model, checkpoint_meta(cfg, data, model, epoch=0)))
-    store.write_metrics(result.epochs, result.steps)
     _evaluate_test(result, model, data, normalize, device, store, emit)
     return result
 
@@ -336,25 +305,24 @@ def _evaluate_test(result: TrainResult, model: nn.Module, data: ImageDataset, no
         setattr(result, key, value)
     result.test_probabilities, result.test_labels = probs, data.test_labels
     store.write_evaluation(report, probs, data.test_labels)
-    _close_record(result, store)
+    _close_record(result, emit)
 
 
-def _close_record(result: TrainResult, store: RunStore) -> None:
-    store.update_status(status=result.status, message=result.message, test_accuracy=result.test_accuracy,
-                        best_epoch=result.best_epoch, train_seconds=result.train_seconds,
-                        samples_per_second=result.samples_per_second, checkpoint=result.checkpoint, finished=time.time())
+def _close_record(result: TrainResult, emit: Callable[[Event], None]) -> None:
+    emit(EndEvent(result.status, result.message, {
+        "test_accuracy": result.test_accuracy, "best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
+        "samples_per_second": result.samples_per_second, "checkpoint": result.checkpoint}))
 
 
 def _finish_diverged(result: TrainResult, model: nn.Module, data: ImageDataset, normalize: Normalizer,
                      device: torch.device, best_state: dict | None, store: RunStore,
                      epoch: int, step: int, emit: Callable[[Event], None]) -> TrainResult:
     """The loss became NaN or infinite: end the run, keeping the last good checkpoint."""
-    result.status = "diverged"
+    result.status = RunStatus.DIVERGED
     advice = "Lower the learning rate, add a schedule with warm-up (one-cycle), or use BatchNorm."
-    store.write_metrics(result.epochs, result.steps)
     if best_state is None:
         result.message = f"Diverged in epoch {epoch} (step {step}): the loss became NaN or infinite before any epoch finished. {advice}"
-        _close_record(result, store)
+        _close_record(result, emit)
         return result
     model.load_state_dict(best_state)
     result.checkpoint = str(store.best_checkpoint)
@@ -362,9 +330,6 @@ def _finish_diverged(result: TrainResult, model: nn.Module, data: ImageDataset, 
                       f"Kept the checkpoint of epoch {result.best_epoch}. {advice}")
     _evaluate_test(result, model, data, normalize, device, store, emit)
     return result
-
-
-RESUMABLE = ("interrupted", "stopped", "failed")
 
 
 def resume(store: RunStore, on_event: Callable[[Event], None] | None = None,

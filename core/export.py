@@ -19,7 +19,7 @@ from core import augment, models, optim
 from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from core.config import TrainConfig
 from core.preprocess import Normalizer
-from core.runs import RunStore, runs_dir
+from core.store import RunStatus, RunStore, runs_dir
 
 MAX_UPLOAD_BYTES = 512 << 20
 
@@ -76,7 +76,7 @@ def import_checkpoint_zip(data: bytes, name: str, root: Path | None = None) -> R
                                     f"{time.strftime('%Y%m%d-%H%M%S')}-imported-{Path(name).stem}")
             for member in ("best.safetensors", "best.json"):
                 (store.path / member).write_bytes((Path(tmp) / member).read_bytes())
-    store.update_status(status="imported", message=f"Imported from {name}", checkpoint=str(store.best_checkpoint),
+    store.update_status(status=RunStatus.IMPORTED, message=f"Imported from {name}", checkpoint=str(store.best_checkpoint),
                         test_accuracy=None, pid=None)
     return store
 

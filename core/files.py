@@ -1,18 +1,34 @@
-"""Atomic file writes: a reader never sees half a file, even if the process is killed midway."""
+"""Atomic file writes and a file lock, so that readers and writers in many threads and processes never collide.
+
+A reader never sees half a file: every write fills a temporary name of its own
+(process, thread and a random part) and renames it into place. A
+read-modify-write of a shared file (a run's status) holds `locked(path)`, an
+advisory lock on a file beside it, which excludes other threads and processes.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+import secrets
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: the lock below then only excludes this process's threads
+    fcntl = None
+
+_PROCESS_LOCK = threading.Lock()
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Let `write` fill a temporary name beside `path`, then rename it into place."""
+    """Let `write` fill a temporary name beside `path` unique to this call, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -25,7 +41,24 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
+    """The file's JSON, or `default` when it is missing or not JSON (for files only this project writes)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return default
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock named after `path` (`.<name>.lock` beside it) across threads and processes."""
+    lock_path = path.with_name(f".{path.name}.lock")
+    if fcntl is None:
+        with _PROCESS_LOCK:
+            yield
+        return
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

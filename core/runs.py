@@ -1,239 +1,150 @@
-"""The run store: every run, from the app or the command line, is a folder that outlives its process.
+"""Command line for the run store: python -m core.runs list|show|export|delete|resume|stop ...
 
-runs/<id>/ (or under PLAYGROUND_RUNS_DIR) holds
-  config.json          the full TrainConfig
-  status.json          status, name, tags, timings, the writing process's pid
-  epochs.json          per-epoch metrics so far
-  steps.json           per-step loss and learning rate so far
-  best.safetensors/.json   the weights with the best validation accuracy (predict-ready)
-  last.safetensors/.json   the weights after the last finished epoch (predict-ready)
-  resume.safetensors   everything Resume needs: weights, optimizer, schedule, random state
-  evaluation.json      the test-set report; evaluation.safetensors its probabilities
-  events.out.tfevents.*    TensorBoard scalars
-
-Every file is written under a temporary name and renamed, and everything is
-written at the end of an epoch, so a killed process loses at most the epoch it
-was in. A run left "running" by a process that no longer exists reads as
-"interrupted".
+Runs started with `python -m core.train` and in a laptop's app share the local
+workspace, so either can see and continue the other's runs.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import secrets
-import shutil
-import time
-from dataclasses import dataclass
+import signal
+import sys
 from pathlib import Path
-from typing import Any
 
-import torch
-from safetensors.torch import load_file, save_file
-
-from core.config import TrainConfig
-from core.files import atomic_write, read_json, write_json
-
-RUNS_DIR_VAR = "PLAYGROUND_RUNS_DIR"
-ACTIVE_STATUSES = ("queued", "running")
-
-
-def runs_dir() -> Path:
-    return Path(os.environ.get(RUNS_DIR_VAR, "runs"))
+from core.checkpoint import CheckpointError, load_checkpoint
+from core.data import DatasetUnavailable
+from core.engine import resume
+from core.export import run_zip, to_onnx, write_run_script
+from core.importers import DataImportError
+from core.store import ACTIVE, DamagedRun, delete_run, find_run, list_runs, run_row, runs_dir
+from core.events import stop_on_sigterm
+from core.train import ProgressBar, report
 
 
-def _process_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    if pid == os.getpid():
-        return True
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def cmd_list(args) -> int:
+    stores = list_runs()
+    if args.json:
+        print(json.dumps([{"id": s.id, **s.status()} for s in stores]))
+        return 0
+    print(f"{'run':44} {'status':12} {'dataset':14} {'model':15} {'test acc':>8} {'seconds':>8}")
+    for s in stores:
+        row = run_row(s)
+        if row["status"] == "damaged":
+            print(f"{s.id:44} {'damaged':12} {row['message']}")
+            continue
+        print(f"{s.id:44} {row['status']:12} {row['dataset'][:14]:14} {row['model']:15} "
+              f"{_fmt(row['test acc'], '8.2%')} {_fmt(row['seconds'], '8.1f')}")
+    if not stores:
+        print(f"(no runs in {runs_dir()})")
+    return 0
+
+
+def cmd_show(args) -> int:
+    store = find_run(args.run)
+    shown = {"id": store.id, "path": str(store.path), "status": store.status()}
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        shown.update(config=store.config().to_dict(), epochs=store.epochs(), evaluation=store.evaluation())
+    except DamagedRun as exc:
+        shown["status"] = {**shown["status"], "status": "damaged", "message": f"This run is damaged: {exc}"}
+    print(json.dumps(shown, indent=1))
+    return 0
 
 
-@dataclass(frozen=True)
-class RunStore:
-    """One run's folder and the typed reads and writes of its files."""
-
-    path: Path
-
-    @property
-    def id(self) -> str:
-        return self.path.name
-
-    @classmethod
-    def create(cls, cfg: TrainConfig, dataset_name: str, folder: str | Path | None = None) -> "RunStore":
-        """A new run folder (cfg.run_dir when given, else runs/<time>-<dataset>-<model>-<random>)."""
-        if folder is None:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in dataset_name)
-            folder = runs_dir() / f"{stamp}-{safe}-{cfg.model}-{secrets.token_hex(2)}"
-        store = cls(Path(folder))
-        if (store.path / "status.json").exists():
-            raise ValueError(f"{store.path} already holds a run: choose another folder, or resume that run.")
-        store.path.mkdir(parents=True, exist_ok=True)
-        write_json(store.path / "config.json", cfg.to_dict())
-        write_json(store.path / "status.json", {
-            "status": "queued", "message": "Waiting to start", "name": "", "tags": [], "dataset": dataset_name,
-            "created": time.time(), "updated": time.time(), "pid": os.getpid(),
-        })
-        return store
-
-    # --- config and status -------------------------------------------------
-    def config(self) -> TrainConfig:
-        return TrainConfig.from_dict(read_json(self.path / "config.json", {}))
-
-    def raw_status(self) -> dict[str, Any]:
-        return read_json(self.path / "status.json", {})
-
-    def status(self) -> dict[str, Any]:
-        """status.json, with a run whose writer died reported as interrupted."""
-        status = self.raw_status()
-        if status.get("status") in ACTIVE_STATUSES and not _process_alive(status.get("pid")):
-            status["status"] = "interrupted"
-            status["message"] = "The process training this run stopped before it finished. Resume continues from its last epoch."
-        return status
-
-    def update_status(self, **fields: Any) -> None:
-        write_json(self.path / "status.json", {**self.raw_status(), **fields, "updated": time.time()})
-
-    # --- metrics -----------------------------------------------------------
-    def write_metrics(self, epochs: list[dict], steps: list[dict]) -> None:
-        write_json(self.path / "epochs.json", epochs)
-        write_json(self.path / "steps.json", steps)
-
-    def epochs(self) -> list[dict]:
-        return read_json(self.path / "epochs.json", [])
-
-    def steps(self) -> list[dict]:
-        return read_json(self.path / "steps.json", [])
-
-    # --- checkpoints -------------------------------------------------------
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.path / "best.safetensors"
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.path / "last.safetensors"
-
-    def save_training_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
-                            generator: torch.Generator, state: dict[str, Any]) -> None:
-        """One file, so one rename makes it visible: tensors by prefix, the rest as JSON metadata."""
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        opt_state = optimizer.state_dict()
-        for index, values in opt_state["state"].items():
-            for name, value in values.items():
-                tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
-        tensors["rng.generator"] = generator.get_state().cpu()
-        meta = {"state": state, "param_groups": opt_state["param_groups"], "scheduler": scheduler.state_dict()}
-        atomic_write(self.path / "resume.safetensors", lambda p: save_file(tensors, str(p), metadata={"json": json.dumps(meta)}))
-
-    def load_training_state(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler,
-                            generator: torch.Generator) -> dict[str, Any]:
-        """Restore what save_training_state wrote into freshly built objects; return its `state`."""
-        from safetensors import safe_open
-
-        path = self.path / "resume.safetensors"
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads(f.metadata()["json"])
-        tensors = load_file(str(path))
-        device = next(model.parameters()).device
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        opt_state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, index, name = key.split(".", 2)
-                opt_state.setdefault(int(index), {})[name] = value if name == "step" else value.to(device)
-        optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
-        scheduler.load_state_dict(meta["scheduler"])
-        generator.set_state(tensors["rng.generator"].to(generator.get_state().device))
-        return meta["state"]
-
-    def has_training_state(self) -> bool:
-        return (self.path / "resume.safetensors").is_file()
-
-    # --- evaluation --------------------------------------------------------
-    def write_evaluation(self, report: dict[str, Any], probabilities: torch.Tensor, labels: torch.Tensor) -> None:
-        """The report as JSON; the test set's probabilities and true labels as tensors (for mistakes, calibration)."""
-        tensors = {"probabilities": probabilities.float().cpu().contiguous(), "labels": labels.long().cpu().contiguous()}
-        atomic_write(self.path / "evaluation.safetensors", lambda p: save_file(tensors, str(p)))
-        write_json(self.path / "evaluation.json", report)
-
-    def evaluation(self) -> dict[str, Any] | None:
-        return read_json(self.path / "evaluation.json")
-
-    def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(probabilities N x K, true labels N) of the test set, when the run was evaluated."""
-        path = self.path / "evaluation.safetensors"
-        if not path.is_file():
-            return None
-        tensors = load_file(str(path))
-        return tensors["probabilities"], tensors["labels"]
+def cmd_export(args) -> int:
+    store = find_run(args.run)
+    if not (args.zip or args.onnx or args.script):
+        print("error: say what to export: --zip FILE, --onnx FILE and/or --script FILE", file=sys.stderr)
+        return 2
+    for target in filter(None, (args.zip, args.onnx, args.script)):
+        if not Path(target).parent.is_dir():
+            print(f"error: the folder of {target} does not exist", file=sys.stderr)
+            return 1
+    if args.zip:
+        Path(args.zip).write_bytes(run_zip(store))
+        print(f"wrote {args.zip}")
+    if args.onnx:
+        to_onnx(load_checkpoint(store.best_checkpoint), Path(args.onnx))
+        print(f"wrote {args.onnx}")
+    if args.script:
+        write_run_script(store, Path(args.script))
+        print(f"wrote {args.script}")
+    return 0
 
 
-def list_runs(root: Path | None = None) -> list[RunStore]:
-    """Every run folder under the store, newest first."""
-    root = Path(root or runs_dir())
-    if not root.is_dir():
-        return []
-    stores = [RunStore(p) for p in root.iterdir() if (p / "status.json").is_file()]
-    return sorted(stores, key=lambda s: s.raw_status().get("created", 0), reverse=True)
+def cmd_delete(args) -> int:
+    store = find_run(args.run)
+    if not args.yes:
+        print(f"error: deleting {store.path} cannot be undone; add --yes to confirm", file=sys.stderr)
+        return 2
+    delete_run(store)
+    print(f"deleted {store.id}")
+    return 0
 
 
-def find_run(run_id: str, root: Path | None = None) -> RunStore:
-    """A run by its id (folder name) or path; KeyError with the known ids when there is none."""
-    for candidate in (Path(run_id), Path(root or runs_dir()) / run_id):
-        if (candidate / "status.json").is_file():
-            return RunStore(candidate)
-    raise KeyError(f"No run {run_id!r} in {root or runs_dir()}.")
+def cmd_resume(args) -> int:
+    store = find_run(args.run)
+    bar = ProgressBar()
+    try:
+        result = resume(store, on_event=bar, stop=stop_on_sigterm())
+    finally:
+        bar.close()
+    return report(result, args.json)
 
 
-def run_row(store: RunStore) -> dict[str, Any]:
-    """One line of the runs table: what a learner compares runs by."""
-    status, cfg = store.status(), store.config()
-    epochs = store.epochs()
-    val = [e["val_accuracy"] for e in epochs if e.get("val_accuracy") is not None]
-    return {
-        "id": store.id,
-        "name": status.get("name") or "",
-        "status": status.get("status"),
-        "dataset": status.get("dataset", cfg.dataset),
-        "model": cfg.model,
-        "optimizer": cfg.optimizer,
-        "lr": cfg.lr,
-        "schedule": cfg.scheduler,
-        "batch": cfg.batch_size,
-        "epochs": f"{len(epochs)}/{cfg.epochs}",
-        "augment": ",".join(cfg.augment),
-        "best val acc": max(val) if val else None,
-        "test acc": status.get("test_accuracy"),
-        "seconds": status.get("train_seconds"),
-        "tags": ", ".join(status.get("tags", [])),
-        "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(status.get("created", 0))),
-    }
+def cmd_stop(args) -> int:
+    store = find_run(args.run)
+    status = store.status()
+    if status["status"] not in ACTIVE or not status.get("pid"):
+        print(f"error: run {store.id} is {status['status']}, not training", file=sys.stderr)
+        return 1
+    os.kill(status["pid"], signal.SIGTERM)  # the trainer ends within a batch and keeps its best checkpoint
+    print(f"asked run {store.id} to stop")
+    return 0
 
 
-def compare_configs(stores: list[RunStore]) -> tuple[dict[str, dict[str, Any]], set[str]]:
-    """Each run's config by id, and the names of the settings that differ between them."""
-    configs = {s.id: s.config().to_dict() for s in stores}
-    keys = list(next(iter(configs.values()), {}))
-    differing = {k for k in keys if len({json.dumps(c[k]) for c in configs.values()}) > 1}
-    return configs, differing
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.runs", description="List, inspect, export, delete and resume runs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="every run in the store, newest first")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("show", help="one run's status, config, curves and evaluation as JSON")
+    p.add_argument("run", help="run id (folder name) or path")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("export", help="a zip (config, metrics CSV, weights), an ONNX model and/or a standalone script")
+    p.add_argument("run")
+    p.add_argument("--zip")
+    p.add_argument("--onnx")
+    p.add_argument("--script")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("delete", help="remove a run's folder")
+    p.add_argument("run")
+    p.add_argument("--yes", action="store_true", help="confirm")
+    p.set_defaults(func=cmd_delete)
+    p = sub.add_parser("resume", help="continue an interrupted or stopped run from its last finished epoch")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_resume)
+    p = sub.add_parser("stop", help="ask a training run to stop (it keeps its best checkpoint)")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_stop)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, ValueError, CheckpointError, DatasetUnavailable, DataImportError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
-def delete_run(store: RunStore) -> None:
-    if store.status().get("status") in ACTIVE_STATUSES:
-        raise ValueError(f"Run {store.id} is still training; stop it first.")
-    shutil.rmtree(store.path)
-
-
-if __name__ == "__main__":  # python -m core.runs: the command line lives in core.runs_cli
-    from core.runs_cli import main
-
-    raise SystemExit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 
 from tqdm import tqdm
 
 from core.augment import AUGMENTATIONS
 from core.config import DEVICES, TrainConfig
 from core.data import DATASETS, DatasetUnavailable
-from core.engine import Event, TrainResult, resolve_dataset, train
+from core.engine import TrainResult, resolve_dataset, train
+from core.events import Event, stop_on_sigterm
 from core.importers import DataImportError
 from core.models import INITS, MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS
@@ -96,9 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     bar = ProgressBar()
-    stop = threading.Event()
     try:
-        result = train(cfg, on_event=bar, stop=stop, dataset=dataset)
+        result = train(cfg, on_event=bar, stop=stop_on_sigterm(), dataset=dataset)
     except KeyboardInterrupt:
         bar.close()
         print("interrupted", file=sys.stderr)

@@ -136,7 +136,7 @@ def test_a_second_start_while_one_runs_is_refused(mnist):
 def two_runs(small_mnist, tmp_path, monkeypatch):
     """Two finished runs that differ only in learning rate, in a runs folder of their own."""
     from core.engine import train
-    from core.runs import list_runs
+    from core.store import list_runs
 
     monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
     for lr in (0.003, 0.01):
@@ -186,7 +186,7 @@ def test_runs_page_resumes_a_stopped_run(mnist, tmp_path, monkeypatch):
     import threading
 
     from core.engine import train
-    from core.runs import list_runs
+    from core.store import list_runs
 
     monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
     stop = threading.Event()

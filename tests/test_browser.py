@@ -56,7 +56,7 @@ def test_killing_the_server_mid_run_leaves_an_interrupted_run_that_resumes(mnist
     import time
 
     from core.engine import resume
-    from core.runs import list_runs
+    from core.store import list_runs
 
     env = {"PLAYGROUND_RUNS_DIR": str(tmp_path / "runs")}
     with running_app(env) as app, sync_api.sync_playwright() as p:

@@ -17,7 +17,7 @@ from core.config import TrainConfig
 from core.engine import evaluate_checkpoint, load_result, train
 from core.export import import_checkpoint_zip, run_zip, standalone_script, to_onnx
 from core.predict import predict_tensor
-from core.runs import RunStore
+from core.store import RunStore
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 from core.config import TrainConfig
 from core.engine import train
 from core.files import atomic_write
-from core.runs import RunStore, delete_run, find_run, list_runs
+from core.store import RunStore, delete_run, find_run, list_runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,7 +120,7 @@ def test_sigkill_then_resume_reaches_the_same_numbers(mnist, tmp_path):
 
 
 def test_runs_command_line_lists_shows_exports_and_deletes(small_mnist, tmp_path, monkeypatch, capsys):
-    from core import runs_cli
+    from core import runs as runs_cli
 
     monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
     result = train(TrainConfig(epochs=1, limit_train=320, batch_size=64, device="cpu"), dataset=small_mnist)

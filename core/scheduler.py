@@ -1,0 +1,290 @@
+"""The fair queue: runs wait their turn, workspace by workspace, and each trains in a worker process.
+
+Start puts a run in the store as queued; the scheduler's thread (one per
+server process) starts a worker (`python -m core.worker RUN_DIR`) whenever a
+device has a free slot, choosing the next run by round robin over workspaces,
+so one student's many runs cannot starve the others. Everything it knows it
+reads from the run store, so a restarted server picks up the queue where it
+was, and runs started from the command line take their device slots too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from core.config import TrainConfig
+from core.settings import HostSettings
+from core.store import ACTIVE, RESUMABLE, RunStatus, RunStore, list_runs
+from core.workspaces import LOCAL, all_runs, workspace_root
+
+TRAINING = frozenset({RunStatus.LOADING, RunStatus.RUNNING, RunStatus.EVALUATING})
+BUILTIN_TRAIN_SIZES = {"mnist": 60000, "fashion-mnist": 60000, "cifar10": 50000}
+
+
+class QuotaExceeded(ValueError):
+    """A limit the host set for each workspace; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One run as the scheduler sees it."""
+
+    store: RunStore
+    workspace: str
+    status: RunStatus
+    device: str  # "cpu" or "cuda"
+    queued_at: float
+    started: float
+    eta_seconds: float | None
+    samples_per_second: float | None
+    config: TrainConfig
+
+
+def device_kind(cfg: TrainConfig) -> str:
+    return "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+
+
+def turn_order(queued: Iterable[Entry], last_start: dict[str, float]) -> list[Entry]:
+    """Queued runs in the order they will start: workspaces take turns (the one served longest ago first),
+    each workspace's own runs first come, first served."""
+    by_workspace: dict[str, list[Entry]] = {}
+    for entry in sorted(queued, key=lambda e: e.queued_at):
+        by_workspace.setdefault(entry.workspace, []).append(entry)
+    workspaces = sorted(by_workspace, key=lambda ws: (last_start.get(ws, float("-inf")), by_workspace[ws][0].queued_at))
+    rounds = max((len(runs) for runs in by_workspace.values()), default=0)
+    return [by_workspace[ws][i] for i in range(rounds) for ws in workspaces if i < len(by_workspace[ws])]
+
+
+class Scheduler:
+    """Queue, quotas and worker processes of one server; `scheduler()` is the process's one instance."""
+
+    def __init__(self, settings: HostSettings | None = None, interval: float = 0.5) -> None:
+        self.settings = settings or HostSettings.load()
+        self.interval = interval
+        self._workers: dict[Path, subprocess.Popen] = {}
+        self._stopping: set[Path] = set()
+        self._rates: dict[str, float] = {}  # model -> samples/s of its latest run here, for time estimates
+        self._served: dict[str, float] = {}  # workspace -> when its latest run started, for the turns
+        self._entries: list[Entry] = []
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- what pages call ----------------------------------------------------
+    def submit(self, cfg: TrainConfig, workspace: str, dataset_name: str) -> RunStore:
+        """Queue a new run for `workspace`; QuotaExceeded or ValueError (naming the value) when it cannot."""
+        cfg.validate()
+        self._check_quotas(workspace, cfg, new_run=True)
+        store = RunStore.create(cfg, dataset_name, root=workspace_root(workspace), workspace=workspace, pid=None,
+                                queued_at=time.time(), message="Waiting for a free slot")
+        self._refresh_soon()
+        return store
+
+    def resume(self, store: RunStore, workspace: str) -> None:
+        """Queue an interrupted, stopped or cancelled run to continue from its last finished epoch."""
+        if not store.has_training_state():
+            raise ValueError(f"Run {store.id} has no finished epoch to continue from.")
+        self._check_quotas(workspace, store.config(), new_run=False)
+        if not store.transition(RESUMABLE, status=RunStatus.QUEUED, pid=None, queued_at=time.time(), workspace=workspace,
+                                message="Waiting for a free slot to resume"):
+            raise ValueError(f"Run {store.id} is {store.status()['status']}; only an interrupted, stopped, failed or "
+                             f"cancelled run can be resumed.")
+        self._refresh_soon()
+
+    def stop(self, store: RunStore) -> None:
+        """Cancel a queued run, or ask a training one to stop (it ends within a batch and keeps its checkpoint)."""
+        if store.transition({RunStatus.QUEUED}, status=RunStatus.CANCELLED, message="Cancelled before it started.",
+                            pid=None, finished=time.time()):
+            self._refresh_soon()
+            return
+        status = store.status()
+        if status["status"] in ACTIVE and status.get("pid"):
+            with self._lock:
+                self._stopping.add(store.path)
+            try:
+                os.kill(status["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def entries(self) -> list[Entry]:
+        """Every queued or training run of every workspace, as of the scheduler's last look (at most a second old)."""
+        self.ensure_running()
+        with self._lock:
+            return list(self._entries)
+
+    def queue(self) -> list[Entry]:
+        """The queued runs in the order they will start."""
+        entries = self.entries()
+        return turn_order([e for e in entries if e.status == RunStatus.QUEUED], self._last_start(entries))
+
+    def place(self, store: RunStore) -> tuple[int, float | None]:
+        """(runs ahead of `store` on its device, about how many seconds until it starts; None when unknown)."""
+        entries = self.entries()
+        mine = next((e for e in entries if e.store.path == store.path), None)
+        if mine is None:
+            return 0, None
+        order = [e for e in self.queue() if e.device == mine.device]
+        ahead = order[: next((i for i, e in enumerate(order) if e.store.path == store.path), len(order))]
+        training = [e for e in entries if e.status in TRAINING and e.device == mine.device]
+        times = [e.eta_seconds for e in training] + [self._estimate(e) for e in ahead]
+        if any(t is None for t in times):
+            return len(ahead), None
+        return len(ahead), sum(times) / self._slots(mine.device)
+
+    # --- the thread ---------------------------------------------------------
+    def ensure_running(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+                self._thread.start()
+                self._tick()
+
+    def _refresh_soon(self) -> None:
+        """Look at the store now (so the caller sees its change in entries()), and wake the thread."""
+        self.ensure_running()
+        self._tick()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            try:
+                self._tick()
+            except Exception as exc:  # the thread must live on; the next tick tries again
+                print(f"scheduler: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def _tick(self) -> None:
+        with self._lock:
+            self._reap()
+            entries = self._scan()
+            last_start = self._last_start(entries)
+            order = turn_order([e for e in entries if e.status == RunStatus.QUEUED], last_start)
+            for device in ("cpu", "cuda"):
+                busy = sum(e.status in TRAINING and e.device == device for e in entries)
+                waiting = [e for e in order if e.device == device]
+                for entry in waiting[: max(0, self._slots(device) - busy)]:
+                    if self._launch(entry):
+                        self._served[entry.workspace] = time.time()
+            self._entries = self._scan()
+
+    def _scan(self) -> list[Entry]:
+        found = []
+        for workspace, store in all_runs():
+            status = store.status()
+            if status["status"] not in ACTIVE:
+                continue
+            try:
+                cfg = store.config()
+            except ValueError:
+                continue
+            found.append(Entry(store, workspace, status["status"], device_kind(cfg), status.get("queued_at") or 0.0,
+                               status.get("started") or status.get("created") or 0.0, status.get("eta_seconds"),
+                               status.get("samples_per_second"), cfg))
+        return found
+
+    def _launch(self, entry: Entry) -> bool:
+        """Start a worker for a queued run; False when another process took it first."""
+        store = entry.store
+        if not store.transition({RunStatus.QUEUED}, status=RunStatus.LOADING, pid=os.getpid(),
+                                message="Starting a worker process", started=time.time()):
+            return False
+        limit = self.settings.max_train_seconds if entry.workspace != LOCAL else 0
+        log = open(store.path / "worker.log", "ab")
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "core.worker", str(store.path), "--max-seconds", str(limit), "--parent", str(os.getpid())],
+                cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            store.update_status(status=RunStatus.FAILED, message=f"Could not start a worker process: {exc}", pid=None)
+            return False
+        finally:
+            log.close()
+        store.update_status(pid=process.pid)
+        self._workers[store.path] = process
+        return True
+
+    def _reap(self) -> None:
+        """Collect ended workers (so their pids read as gone), and give a status to those that died without one."""
+        for path, process in list(self._workers.items()):
+            code = process.poll()
+            if code is None:
+                continue
+            del self._workers[path]
+            store = RunStore(path)
+            status = store.status()
+            if path in self._stopping:
+                self._stopping.discard(path)
+                store.transition({RunStatus.INTERRUPTED}, status=RunStatus.STOPPED, pid=None,
+                                 message="Stopped by request before training began.")
+            elif status["status"] == RunStatus.INTERRUPTED:
+                store.update_status(status=RunStatus.INTERRUPTED, pid=None,
+                                    message=f"The worker process ended unexpectedly (exit code {code}). "
+                                            f"Resume continues from the last finished epoch.")
+            if status.get("samples_per_second"):
+                try:
+                    self._rates[store.config().model] = status["samples_per_second"]
+                except ValueError:
+                    pass
+
+    # --- rules --------------------------------------------------------------
+    def _check_quotas(self, workspace: str, cfg: TrainConfig, new_run: bool) -> None:
+        if workspace == LOCAL:
+            return
+        s = self.settings
+        if cfg.epochs > s.max_epochs:
+            raise QuotaExceeded(f"This server allows at most {s.max_epochs} epochs per run, and this run asks for "
+                                f"{cfg.epochs}: lower Epochs on the Model page.")
+        mine = [e for e in self._scan() if e.workspace == workspace]
+        if len(mine) >= s.max_active_runs:
+            raise QuotaExceeded(f"You already have {len(mine)} run{'s' * (len(mine) > 1)} queued or training, the most this server allows "
+                                f"at once: wait for one to finish, or cancel one.")
+        kept = len(list_runs(workspace_root(workspace)))
+        if new_run and kept >= s.max_runs_kept:
+            raise QuotaExceeded(f"Your workspace holds {kept} runs, the most this server keeps for each student: "
+                                f"delete some on the Runs page to start new ones.")
+
+    def _slots(self, device: str) -> int:
+        # every CUDA run trains on the default GPU: one pool of slots for it
+        return max(1, self.settings.runs_per_gpu if device == "cuda" else self.settings.runs_per_cpu)
+
+    def _last_start(self, entries: list[Entry]) -> dict[str, float]:
+        last = dict(self._served)
+        for e in entries:
+            if e.status in TRAINING:
+                last[e.workspace] = max(last.get(e.workspace, 0.0), e.started)
+        return last
+
+    def _estimate(self, entry: Entry) -> float | None:
+        """Seconds a queued run will train: its epochs times its images over the latest speed of its model here."""
+        rate = next((e.samples_per_second for e in self.entries() if e.config.model == entry.config.model
+                     and e.samples_per_second), None) or self._rates.get(entry.config.model)
+        size = BUILTIN_TRAIN_SIZES.get(entry.config.dataset)
+        if rate is None or size is None:
+            return None
+        images = min(entry.config.limit_train or size, round(size * (1 - entry.config.val_split)))
+        return entry.config.epochs * images / rate
+
+
+_SCHEDULER: Scheduler | None = None
+_CREATE = threading.Lock()
+
+
+def scheduler() -> Scheduler:
+    """The process's scheduler, started on first use; every browser session of one server shares it."""
+    global _SCHEDULER
+    with _CREATE:
+        if _SCHEDULER is None:
+            _SCHEDULER = Scheduler()
+        _SCHEDULER.ensure_running()
+        return _SCHEDULER

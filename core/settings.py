@@ -1,0 +1,53 @@
+"""What the host of a shared server decides: who sees which runs, the teacher key, the queue and the quotas.
+
+Each setting comes from an environment variable, else from the `[playground]`
+table of `.streamlit/secrets.toml` (the key in lower case without the prefix),
+else its default. The defaults keep a 2-core server usable for a class; the
+local workspace (a laptop, the command line) has no quotas.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+SECRETS = Path(".streamlit/secrets.toml")
+WORKSPACE_MODES = ("auto", "private", "local")
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    workspaces: str = "auto"  # auto: visitors on this machine share the local workspace, others get a private one
+    teacher_key: str = ""  # opens the Teacher page; empty: no teacher view
+    runs_per_cpu: int = 1  # runs training at once on the CPU
+    runs_per_gpu: int = 1  # runs training at once on each GPU
+    max_active_runs: int = 2  # queued plus training, per workspace
+    max_epochs: int = 30  # per run
+    max_train_seconds: float = 900.0  # per run; a run over time stops cleanly and keeps its best checkpoint
+    max_upload_mb: int = 50  # a dataset or checkpoint upload
+    max_runs_kept: int = 30  # per workspace; delete old runs to start new ones
+
+    @classmethod
+    def load(cls, secrets_file: Path = SECRETS) -> "HostSettings":
+        """Environment (PLAYGROUND_<NAME>), then secrets.toml's [playground] table, then the defaults."""
+        table: dict = {}
+        try:
+            table = tomllib.loads(secrets_file.read_text()).get("playground", {})
+        except (OSError, tomllib.TOMLDecodeError, AttributeError):
+            pass
+        values = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"PLAYGROUND_{f.name.upper()}", table.get(f.name))
+            if raw is None:
+                continue
+            try:
+                values[f.name] = type(f.default)(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"The host setting {f.name} (PLAYGROUND_{f.name.upper()}) must be "
+                                 f"{type(f.default).__name__}, got {raw!r}.") from None
+        settings = cls(**values)
+        if settings.workspaces not in WORKSPACE_MODES:
+            raise ValueError(f"PLAYGROUND_WORKSPACES must be one of {', '.join(WORKSPACE_MODES)}, got {settings.workspaces!r}.")
+        return settings

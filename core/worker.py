@@ -1,0 +1,70 @@
+"""One run, one process: `python -m core.worker RUN_DIR` trains the run recorded in RUN_DIR.
+
+The app's scheduler starts a worker per run in a fresh interpreter (as the
+`spawn` start method does, so CUDA is initialised only there), never in the
+server's threads: a crash, a runaway allocation or a kill -9 ends one run, not
+the server. Everything the server learns of the run comes through the run
+store's files. SIGTERM asks the run to stop (it keeps its best checkpoint);
+when the server that started it goes away, the worker exits too and its run
+reads as interrupted, resumable from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from core.data import DatasetUnavailable
+from core.engine import train
+from core.events import stop_on_sigterm
+from core.importers import DataImportError
+from core.store import DamagedRun, RunStatus, RunStore
+
+
+def exit_with(parent: int) -> None:
+    """End this process as soon as `parent` is no longer its parent (the server died or was stopped)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.worker", description="Train the run recorded in a run folder.")
+    parser.add_argument("run_dir")
+    parser.add_argument("--max-seconds", type=float, default=0, help="stop after this much training (0: no limit)")
+    parser.add_argument("--parent", type=int, default=0, help="exit when this process (the server) is gone")
+    args = parser.parse_args(argv)
+    stop = stop_on_sigterm()
+    if args.parent:
+        exit_with(args.parent)
+    store = RunStore(Path(args.run_dir))
+    try:
+        train(store.config(), stop=stop, store=store, max_seconds=args.max_seconds or None)
+    except torch.cuda.OutOfMemoryError:
+        _fail(store, "The GPU ran out of memory. Lower the batch size or choose a smaller model, then start again.")
+    except (DatasetUnavailable, DataImportError, DamagedRun, ValueError) as exc:
+        _fail(store, str(exc))
+    except Exception as exc:  # a bug: the full traceback goes to the server's log, the page gets one line
+        traceback.print_exc()
+        _fail(store, f"Training failed: {type(exc).__name__}: {exc} (the server's log has the details).")
+    else:
+        return 0
+    return 1
+
+
+def _fail(store: RunStore, message: str) -> None:
+    store.update_status(status=RunStatus.FAILED, message=message, pid=None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The fair queue and its worker processes: turns, quotas, stop, a killed worker, and a store shared by many writers."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from core.config import TrainConfig
+from core.scheduler import Entry, QuotaExceeded, Scheduler, turn_order
+from core.settings import HostSettings
+from core.store import ACTIVE, RunStatus, RunStore, list_runs
+from core.workspaces import LOCAL, new_browser_key, workspace_for_key, workspace_root
+
+TINY = dict(epochs=1, batch_size=64, limit_train=600, val_split=0.05, device="cpu")
+
+
+def entry(workspace: str, queued_at: float) -> Entry:
+    return Entry(RunStore(f"/x/{workspace}{queued_at}"), workspace, RunStatus.QUEUED, "cpu", queued_at, 0.0, None, None,
+                 TrainConfig())
+
+
+def test_workspaces_take_turns_and_each_keeps_its_own_order():
+    queued = [entry("a", 1), entry("a", 2), entry("a", 3), entry("b", 4), entry("c", 5)]
+    order = [(e.workspace, e.queued_at) for e in turn_order(queued, {})]
+    assert order == [("a", 1), ("b", 4), ("c", 5), ("a", 2), ("a", 3)]
+    served = [(e.workspace, e.queued_at) for e in turn_order(queued, {"a": 100.0, "b": 50.0})]
+    assert served == [("c", 5), ("b", 4), ("a", 1), ("a", 2), ("a", 3)]  # never served goes first, then longest ago
+
+
+def wait_for(predicate, timeout: float = 120, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def store_root(tmp_path, monkeypatch, mnist):
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def private() -> str:
+    return workspace_for_key(new_browser_key())
+
+
+def test_runs_of_three_workspaces_train_one_at_a_time_in_turns(store_root):
+    sched = Scheduler(HostSettings(runs_per_cpu=1))
+    a, b, c = private(), private(), private()
+    runs = [sched.submit(TrainConfig(**TINY), ws, "mnist") for ws in (a, a, b, c)]
+    assert list_runs(workspace_root(a)) and not list_runs(workspace_root(LOCAL))  # each in its own workspace
+    ahead, _ = sched.place(runs[3])
+    assert ahead in (1, 2)  # b (and a's first, unless it has started): c comes before a's second
+    wait_for(lambda: all(r.status()["status"] == RunStatus.FINISHED for r in runs), 300, "all four runs")
+    spans = sorted((r.status()["started"], r.status()["finished"], r) for r in runs)
+    for (_, end, _), (start, _, _) in zip(spans, spans[1:]):
+        assert start >= end - 0.5  # one slot: a run starts when the one before it has ended
+    assert [s[2] for s in spans] == [runs[0], runs[2], runs[3], runs[1]]  # a's second run waits for b and c
+
+
+def test_stop_ends_a_worker_within_a_second_and_keeps_a_checkpoint(store_root):
+    sched = Scheduler(HostSettings())
+    run = sched.submit(TrainConfig(**{**TINY, "epochs": 30, "limit_train": None, "model": "lenet-bn"}), LOCAL, "mnist")
+    wait_for(lambda: (run.status().get("step") or 0) > 0, 120, "the first steps")
+    asked = time.time()
+    sched.stop(run)
+    wait_for(lambda: run.status()["status"] != RunStatus.RUNNING, 10, "training to end")
+    left_training = time.time()
+    wait_for(lambda: run.status()["status"] == RunStatus.STOPPED, 60, "the stopped status")
+    assert left_training - asked < 1.0, left_training - asked
+    assert run.best_checkpoint.is_file() and run.evaluation() is not None
+    assert "Stopped by request" in run.status()["message"]
+
+
+def test_a_killed_worker_leaves_its_run_interrupted_the_queue_moving_and_resume_working(store_root):
+    sched = Scheduler(HostSettings())
+    victim = sched.submit(TrainConfig(**{**TINY, "epochs": 3, "limit_train": 3000}), LOCAL, "mnist")
+    waiting = sched.submit(TrainConfig(**TINY), LOCAL, "mnist")
+    wait_for(lambda: victim.has_training_state() and victim.epochs(), 120, "epoch 1 on disk")
+    os.kill(victim.status()["pid"], signal.SIGKILL)
+    wait_for(lambda: victim.status()["status"] == RunStatus.INTERRUPTED, 10, "the interrupted status")
+    wait_for(lambda: waiting.status()["status"] == RunStatus.FINISHED, 120, "the next run")
+    assert "ended unexpectedly" in victim.status()["message"]
+    sched.resume(victim, LOCAL)
+    wait_for(lambda: victim.status()["status"] == RunStatus.FINISHED, 120, "the resumed run")
+    assert [e["epoch"] for e in victim.epochs()] == [1, 2, 3]
+
+
+def test_quotas_refuse_with_a_message_that_says_what_to_do(store_root):
+    ws = private()
+    sched = Scheduler(HostSettings(max_epochs=2, max_active_runs=1, max_runs_kept=2, runs_per_cpu=1))
+    with pytest.raises(QuotaExceeded, match="at most 2 epochs per run"):
+        sched.submit(TrainConfig(**{**TINY, "epochs": 3}), ws, "mnist")
+    first = sched.submit(TrainConfig(**TINY), ws, "mnist")
+    with pytest.raises(QuotaExceeded, match="1 run queued or training"):
+        sched.submit(TrainConfig(**TINY), ws, "mnist")
+    sched.submit(TrainConfig(**{**TINY, "epochs": 9}), LOCAL, "mnist")  # the local workspace has no quotas
+    wait_for(lambda: first.status()["status"] == RunStatus.FINISHED, 120, "the first run")
+    sched.submit(TrainConfig(**TINY), ws, "mnist")
+    for r in list_runs(workspace_root(ws)):
+        wait_for(lambda r=r: r.status()["status"] not in ACTIVE, 120, "the second run")
+    with pytest.raises(QuotaExceeded, match="holds 2 runs"):
+        sched.submit(TrainConfig(**TINY), ws, "mnist")
+    for r in list_runs(workspace_root(LOCAL)):
+        sched.stop(r)
+
+
+def test_a_queued_run_can_be_cancelled(store_root):
+    sched = Scheduler(HostSettings(runs_per_cpu=1))
+    training = sched.submit(TrainConfig(**{**TINY, "epochs": 20}), LOCAL, "mnist")
+    run = sched.submit(TrainConfig(**TINY), LOCAL, "mnist")
+    assert run.status()["status"] == RunStatus.QUEUED and sched.place(run)[0] == 0
+    sched.stop(run)
+    assert run.status()["status"] == RunStatus.CANCELLED
+    sched.stop(training)
+    wait_for(lambda: training.status()["status"] not in ACTIVE, 60, "the first run to stop")
+    assert run.status()["status"] == RunStatus.CANCELLED  # it never started
+
+
+def _update_many(path: str, prefix: str, n: int) -> None:
+    store = RunStore(__import__("pathlib").Path(path))
+    for i in range(n):
+        store.update_status(**{f"{prefix}{i}": i})
+
+
+def test_concurrent_status_updates_from_threads_and_processes_lose_nothing(tmp_path):
+    store = RunStore.create(TrainConfig(), "mnist", tmp_path / "run")
+    threads = [threading.Thread(target=_update_many, args=(str(store.path), f"t{k}_", 60)) for k in range(6)]
+    spawn = multiprocessing.get_context("spawn")
+    processes = [spawn.Process(target=_update_many, args=(str(store.path), f"p{k}_", 60)) for k in range(2)]
+    for worker in threads + processes:
+        worker.start()
+    for worker in threads + processes:
+        worker.join(120)
+    status = json.loads((store.path / "status.json").read_text())
+    missing = [f"{p}{i}" for p in [*(f"t{k}_" for k in range(6)), "p0_", "p1_"] for i in range(60) if f"{p}{i}" not in status]
+    assert not missing, f"{len(missing)} updates lost"
+    assert not [p for p in store.path.iterdir() if p.name.endswith(".tmp")]
