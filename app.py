@@ -1,12 +1,16 @@
 """ConvNet Playground: the home page. Run with `streamlit run app.py`."""
 
+import core  # noqa: F401  (first: one complete import of torch and torchvision, see core/__init__.py)
+
 import os
 
 import streamlit as st
 
 from core.data import ARCHIVE_DIR_VAR, DATASETS, archive_dir, data_dir, is_present
 from core.device import describe_device, resolve_device
-from core.jobs import manager
+from core.store import ACTIVE
+from core.workspaces import LOCAL
+from pages.lib import BROWSER_KEY, my_runs, run_title, settings, workspace
 
 st.set_page_config(page_title="ConvNet Playground", page_icon="🧠", layout="wide")
 
@@ -22,10 +26,20 @@ left, right = st.columns(2)
 with left:
     st.subheader("Where it trains")
     st.metric("Device", describe_device(device))
-    active = manager().active()
+    ws = workspace()
+    active = next((r for r in my_runs() if r.status()["status"] in ACTIVE), None)
     if active is not None:
-        st.info(f"Run {active.title} is training now: {active.message}")
+        st.info(f"Run {run_title(active)}: {active.status().get('message', '')}")
         st.page_link("pages/3_Train.py", label="Watch it on the Train page", icon="📈")
+    if ws != LOCAL:
+        s = settings()
+        st.caption(f"Your runs are private to you on this shared server. Each run may train up to {s.max_epochs} epochs "
+                   f"and {s.max_train_seconds / 60:g} minutes; you may have {s.max_active_runs} queued or training at once.")
+        if BROWSER_KEY in st.session_state:
+            with st.expander("Continue in another browser"):
+                st.markdown("Open this page's address with `?workspace=` and this key to see your runs there. "
+                            "Keep it to yourself: whoever has it sees your runs.")
+                st.code(st.session_state[BROWSER_KEY], language=None)
 with right:
     st.subheader("Datasets")
     archives = archive_dir()

@@ -50,6 +50,19 @@ class Entry:
     config: TrainConfig
 
 
+@dataclass(frozen=True)
+class Place:
+    """A queued run's place: runs queued before it, runs training on its device, seconds until it starts (None: unknown)."""
+
+    waiting: int
+    training: int
+    seconds: float | None
+
+    @property
+    def ahead(self) -> int:
+        return self.waiting + self.training
+
+
 def device_kind(cfg: TrainConfig) -> str:
     return "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
 
@@ -78,6 +91,7 @@ class Scheduler:
         self._entries: list[Entry] = []
         self._lock = threading.RLock()
         self._wake = threading.Event()
+        self._closed = False
         self._thread: threading.Thread | None = None
 
     # --- what pages call ----------------------------------------------------
@@ -127,24 +141,23 @@ class Scheduler:
         entries = self.entries()
         return turn_order([e for e in entries if e.status == RunStatus.QUEUED], self._last_start(entries))
 
-    def place(self, store: RunStore) -> tuple[int, float | None]:
-        """(runs ahead of `store` on its device, about how many seconds until it starts; None when unknown)."""
+    def place(self, store: RunStore) -> Place:
+        """Where a queued run stands on its device: the runs before it and about how long until it starts."""
         entries = self.entries()
         mine = next((e for e in entries if e.store.path == store.path), None)
         if mine is None:
-            return 0, None
+            return Place(0, 0, None)
         order = [e for e in self.queue() if e.device == mine.device]
-        ahead = order[: next((i for i, e in enumerate(order) if e.store.path == store.path), len(order))]
+        waiting = order[: next((i for i, e in enumerate(order) if e.store.path == store.path), len(order))]
         training = [e for e in entries if e.status in TRAINING and e.device == mine.device]
-        times = [e.eta_seconds for e in training] + [self._estimate(e) for e in ahead]
-        if any(t is None for t in times):
-            return len(ahead), None
-        return len(ahead), sum(times) / self._slots(mine.device)
+        times = [e.eta_seconds for e in training] + [self._estimate(e) for e in waiting]
+        seconds = None if any(t is None for t in times) else sum(times) / self._slots(mine.device)
+        return Place(len(waiting), len(training), seconds)
 
     # --- the thread ---------------------------------------------------------
     def ensure_running(self) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
+            if not self._closed and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
                 self._thread.start()
                 self._tick()
@@ -155,9 +168,23 @@ class Scheduler:
         self._tick()
         self._wake.set()
 
+    def close(self) -> None:
+        """End the thread and the workers it started (their runs read as interrupted); for tests and shutdown."""
+        with self._lock:
+            self._closed = True
+            workers = list(self._workers.values())
+        self._wake.set()
+        for process in workers:
+            process.kill()
+            process.wait()
+        if self._thread is not None:
+            self._thread.join(5)
+
     def _loop(self) -> None:
-        while True:
+        while not self._closed:
             self._wake.wait(self.interval)
+            if self._closed:
+                return
             self._wake.clear()
             try:
                 self._tick()
@@ -278,6 +305,15 @@ class Scheduler:
 
 _SCHEDULER: Scheduler | None = None
 _CREATE = threading.Lock()
+
+
+def shutdown() -> None:
+    """Close the process's scheduler, if it was started; the next scheduler() makes a new one."""
+    global _SCHEDULER
+    with _CREATE:
+        if _SCHEDULER is not None:
+            _SCHEDULER.close()
+            _SCHEDULER = None
 
 
 def scheduler() -> Scheduler:

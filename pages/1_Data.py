@@ -1,5 +1,7 @@
 """Data: browse a dataset before training on it."""
 
+import core  # noqa: F401  (first: one complete import of torch and torchvision, see core/__init__.py)
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -14,6 +16,7 @@ from core.explore import (
     random_indices,
 )
 from core.importers import DataImportError, import_upload
+from core.workspaces import LOCAL
 from pages.lib import (
     DATASET_KEY,
     UPLOAD,
@@ -25,6 +28,8 @@ from pages.lib import (
     image_row,
     intro,
     save_config,
+    settings,
+    workspace,
 )
 
 st.set_page_config(page_title="Data · ConvNet Playground", page_icon="🖼️", layout="wide")
@@ -42,7 +47,11 @@ if chosen_dataset_name() == UPLOAD:
     upload = st.file_uploader(
         "A CSV in the mnist_train.csv layout (label, then 784 pixels per row) or a .zip of an image folder with one sub-folder per class",
         type=["csv", "zip"])
-    if upload is not None and st.session_state.get("user_upload_id") != upload.file_id:
+    limit_mb = settings().max_upload_mb
+    if upload is not None and workspace() != LOCAL and upload.size > limit_mb << 20:
+        st.error(f"{upload.name} is {upload.size / 2**20:,.1f} MB; this server takes uploads of up to {limit_mb} MB. "
+                 f"Nothing was loaded.")
+    elif upload is not None and st.session_state.get("user_upload_id") != upload.file_id:
         try:
             with st.spinner(f"Reading {upload.name}…"):
                 st.session_state[USER_DATA_KEY] = import_upload(upload.getvalue(), upload.name)

@@ -1,5 +1,7 @@
 """Model: an architecture and every hyperparameter of the engine, with limits it accepts."""
 
+import core  # noqa: F401  (first: one complete import of torch and torchvision, see core/__init__.py)
+
 import math
 
 import pandas as pd
@@ -21,6 +23,7 @@ from pages.lib import (
     dataset_title,
     intro,
     save_config,
+    workspace,
 )
 
 st.set_page_config(page_title="Model · ConvNet Playground", page_icon="🧩", layout="wide")
@@ -55,6 +58,7 @@ def read_link() -> None:
         del st.session_state[key]
 
 
+workspace()  # before the link is read: a workspace key in it is taken out
 if not st.session_state.get("_link_read"):
     read_link()
 if problems := st.session_state.pop("_link_problems", None):

@@ -1,12 +1,16 @@
-"""Train: start a run in the background and watch it learn."""
+"""Train: queue a run, watch it learn live, stop it; it trains in a process of its own on the server."""
+
+import core  # noqa: F401  (first: one complete import of torch and torchvision, see core/__init__.py)
 
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.data import save_dataset
 from core.device import describe_device, resolve_device
-from core.jobs import DeviceBusy, Snapshot, TrainingJob, manager
 from core.metrics import smooth
-from core.runs import list_runs
+from core.scheduler import QuotaExceeded
+from core.store import ACTIVE, RunStatus, RunStore
+from core.workspaces import uploads_dir
 from pages.lib import (
     RUN_KEY,
     UPLOAD,
@@ -15,22 +19,18 @@ from pages.lib import (
     current_config,
     dataset_title,
     intro,
+    jobs,
+    my_run,
+    my_runs,
     pct,
+    workspace,
 )
 
 st.set_page_config(page_title="Train · ConvNet Playground", page_icon="📈", layout="wide")
 st.title("📈 Train")
 intro("Start a run and watch its loss and accuracy live; it keeps training while you explore other pages.")
 
-jobs = manager()
-
-
-def shown_job() -> TrainingJob | None:
-    """This session's run, else the server's active or latest run (after a browser reload)."""
-    all_jobs = jobs.jobs()
-    return jobs.for_run(st.session_state.get(RUN_KEY, "")) or jobs.active() or (all_jobs[-1] if all_jobs else None)
-
-
+ws = workspace()
 cfg = current_config()
 name = chosen_dataset_name()
 st.markdown(
@@ -40,48 +40,59 @@ st.markdown(
     f"{f' · first {cfg.limit_train:,} images' if cfg.limit_train else ''} · on {describe_device(resolve_device(cfg.device))}")
 st.page_link("pages/2_Model.py", label="Change the model or hyperparameters", icon="🧩")
 
-job = shown_job()
-start_col, stop_col, _ = st.columns([1, 1, 4])
-if start_col.button("▶️ Start training", type="primary", disabled=job is not None and job.active):
+
+def shown_run() -> RunStore | None:
+    """This session's run, else this workspace's newest active or newest run (after a reload)."""
+    runs = my_runs()
+    return (my_run(st.session_state.get(RUN_KEY)) or next((r for r in runs if r.status()["status"] in ACTIVE), None)
+            or (runs[0] if runs else None))
+
+
+def start() -> None:
     data = chosen_dataset()
-    if data is not None:
-        cfg.dataset = data.name if name == UPLOAD else name
-        try:
-            job = jobs.start(cfg, dataset=data)
-            st.session_state[RUN_KEY] = job.run_id
-        except DeviceBusy as exc:
-            st.warning(str(exc))
-if stop_col.button("⏹️ Stop", disabled=job is None or not job.active):
-    job.stop()
+    if data is None:
+        st.session_state["_train_refusal"] = "There is no dataset to train on yet: choose or upload one on the Data page."
+        return
+    run_cfg = current_config()
+    if name == UPLOAD:  # the worker process loads the upload from the workspace's own folder
+        run_cfg.dataset = str(save_dataset(data, uploads_dir(ws)))
+    else:
+        run_cfg.dataset = name
+    try:
+        store = jobs().submit(run_cfg, ws, data.name)
+    except (QuotaExceeded, ValueError) as exc:
+        st.session_state["_train_refusal"] = str(exc)
+        return
+    st.session_state[RUN_KEY] = store.id
 
 
-def curves(snap: Snapshot, steps_per_epoch: float) -> None:
+def curves(steps: list[dict], epochs: list[dict], steps_per_epoch: float) -> None:
     """Loss, accuracy and learning rate, per epoch and per step, on one epoch axis.
 
     Training loss and accuracy of an epoch are means over that epoch, so they sit at its middle;
     validation is measured after the epoch, so it sits at its end.
     """
-    step_x = [s.step / steps_per_epoch for s in snap.steps]
-    epoch_x = [e.epoch for e in snap.epochs]
-    mid_x = [e.epoch - 0.5 for e in snap.epochs]
+    step_x = [s["step"] / steps_per_epoch for s in steps]
+    losses = [s["loss"] for s in steps]
+    epoch_x = [e["epoch"] for e in epochs]
+    mid_x = [e["epoch"] - 0.5 for e in epochs]
+    legend = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1)
     loss = go.Figure()
-    loss.add_scatter(x=step_x, y=[s.loss for s in snap.steps], name="train (per step)", mode="lines",
-                     line=dict(color="#A5B4FC", width=1))
-    loss.add_scatter(x=step_x, y=smooth([s.loss for s in snap.steps]), name="train (smoothed)", mode="lines",
-                     line=dict(color="#4F46E5"))
-    loss.add_scatter(x=mid_x, y=[e.train_loss for e in snap.epochs], name="train (epoch mean)", mode="lines+markers",
+    loss.add_scatter(x=step_x, y=losses, name="train (per step)", mode="lines", line=dict(color="#A5B4FC", width=1))
+    loss.add_scatter(x=step_x, y=smooth(losses), name="train (smoothed)", mode="lines", line=dict(color="#4F46E5"))
+    loss.add_scatter(x=mid_x, y=[e["train_loss"] for e in epochs], name="train (epoch mean)", mode="lines+markers",
                      line=dict(color="#312E81", dash="dot"))
-    loss.add_scatter(x=epoch_x, y=[e.val_loss for e in snap.epochs], name="validation", mode="lines+markers",
+    loss.add_scatter(x=epoch_x, y=[e["val_loss"] for e in epochs], name="validation", mode="lines+markers",
                      line=dict(color="#EA580C"))
-    loss.update_layout(title="Loss", xaxis_title="epoch", height=340, margin=dict(t=50, b=10), legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
+    loss.update_layout(title="Loss", xaxis_title="epoch", height=340, margin=dict(t=50, b=10), legend=legend)
     acc = go.Figure()
-    acc.add_scatter(x=mid_x, y=[e.train_accuracy for e in snap.epochs], name="train (epoch mean)", mode="lines+markers",
+    acc.add_scatter(x=mid_x, y=[e["train_accuracy"] for e in epochs], name="train (epoch mean)", mode="lines+markers",
                     line=dict(color="#4F46E5"))
-    acc.add_scatter(x=epoch_x, y=[e.val_accuracy for e in snap.epochs], name="validation", mode="lines+markers",
+    acc.add_scatter(x=epoch_x, y=[e["val_accuracy"] for e in epochs], name="validation", mode="lines+markers",
                     line=dict(color="#EA580C"))
     acc.update_layout(title="Accuracy", xaxis_title="epoch", yaxis_tickformat=".1%", height=340,
-                      margin=dict(t=50, b=10), legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
-    lr = go.Figure(go.Scatter(x=step_x, y=[s.lr for s in snap.steps], mode="lines", line=dict(color="#0F766E")))
+                      margin=dict(t=50, b=10), legend=legend)
+    lr = go.Figure(go.Scatter(x=step_x, y=[s["lr"] for s in steps], mode="lines", line=dict(color="#0F766E")))
     lr.update_layout(title="Learning rate", xaxis_title="epoch", height=260, margin=dict(t=50, b=10))
     left, right = st.columns(2)
     left.plotly_chart(loss, width="stretch")
@@ -91,40 +102,65 @@ def curves(snap: Snapshot, steps_per_epoch: float) -> None:
     st.plotly_chart(lr, width="stretch")
 
 
-@st.fragment(run_every=1.0 if job is not None and job.active else None)
-def live(job: TrainingJob) -> None:
-    snap = job.snapshot()
-    if snap.steps:
-        last = snap.steps[-1]
-        st.progress(last.step / last.total_steps,
-                    text=f"Epoch {last.epoch}/{job.config.epochs} · step {last.step:,}/{last.total_steps:,} · "
-                         f"{last.samples_per_second:,.0f} samples/s · about {last.eta_seconds:,.0f} s left · {job.device}")
-    elif job.active:
-        st.progress(0.0, text=snap.message)
-    if snap.status == "failed":
-        st.error(snap.message)
-    elif snap.status == "diverged":
-        st.error(snap.message)
-    elif snap.status in ("finished", "stopped"):
-        r = snap.result
-        st.success(f"{snap.message} Test accuracy {pct(r.test_accuracy)}, {r.samples_per_second:,.0f} samples/s on {r.device}.")
+run = shown_run()
+active = run is not None and run.status()["status"] in ACTIVE
+
+
+@st.fragment(run_every=1.0 if active else None)
+def live(run: RunStore | None) -> None:
+    """The run's controls and curves, redrawn each second from its files while it is queued or training."""
+    status = run.status() if run is not None else None
+    state = status["status"] if status else None
+    start_col, stop_col, _ = st.columns([1, 1, 4])
+    if start_col.button("▶️ Start training", type="primary"):
+        start()
+        st.rerun()
+    if refusal := st.session_state.pop("_train_refusal", None):
+        st.warning(refusal)
+    if state == RunStatus.QUEUED:
+        if stop_col.button("✖️ Cancel"):
+            jobs().stop(run)
+            st.rerun()
+    elif stop_col.button("⏹️ Stop", disabled=state not in ACTIVE):
+        jobs().stop(run)
+    if run is None:
+        st.info("No run yet. Set things up on the Model page, or press Start to train with the defaults.")
+        return
+    cfg = run.config()
+    if state == RunStatus.QUEUED:
+        place = jobs().place(run)
+        wait = (f"about {place.seconds / 60:,.1f} min left" if place.seconds is not None
+                else "time left not known until a run of this model has trained here")
+        st.info(f"Queued: {place.ahead} run{'s' * (place.ahead != 1)} ahead of yours ({place.training} training, "
+                f"{place.waiting} waiting), {wait}. It starts by itself; you can leave this page.")
+    elif state in (RunStatus.LOADING, RunStatus.RUNNING, RunStatus.EVALUATING) and status.get("step"):
+        step, total = status["step"], status.get("total_steps") or status["step"]
+        st.progress(min(1.0, step / total),
+                    text=f"Epoch {min(cfg.epochs, 1 + (status.get('epoch') or 0))}/{cfg.epochs} · step {step:,}/{total:,} · "
+                         f"{status.get('samples_per_second') or 0:,.0f} samples/s · "
+                         f"about {status.get('eta_seconds') or 0:,.0f} s left · {status.get('device', '')}")
+    elif state in ACTIVE:
+        st.progress(0.0, text=status.get("message") or "Starting")
+    if state in (RunStatus.FAILED, RunStatus.DIVERGED, RunStatus.DAMAGED):
+        st.error(status.get("message"))
+    elif state == RunStatus.INTERRUPTED:
+        st.warning(f"{status.get('message')} The Runs page can resume it.")
+    elif state in (RunStatus.FINISHED, RunStatus.STOPPED):
+        st.success(f"{status.get('message')} Test accuracy {pct(status.get('test_accuracy'))}, "
+                   f"{status.get('samples_per_second') or 0:,.0f} samples/s on {status.get('device', '?')}.")
         st.page_link("pages/4_Results.py", label="Read the results", icon="🔍")
     else:
-        st.caption(f"Run {job.title}: {snap.message}")
-    if snap.steps:
-        curves(snap, snap.steps[-1].total_steps / job.config.epochs)
-    if not job.active and st.session_state.get("_seen_active") == job.id:
-        st.session_state["_seen_active"] = None
-        st.rerun()  # the run just ended: redraw the page once, so the buttons and polling follow
-    if job.active:
-        st.session_state["_seen_active"] = job.id
+        st.caption(f"Run {run.id}: {status.get('message', '')}")
+    steps, epochs = run.steps(), run.epochs()
+    if steps:
+        total = status.get("total_steps") or steps[-1]["step"]
+        curves(steps, epochs, total / cfg.epochs)
+    if (state in ACTIVE) != active:
+        st.rerun()  # the run started or ended: redraw the page once, so the polling follows
 
 
-if job is not None:
-    live(job)
-else:
-    st.info("No run yet. Set things up on the Model page, or press Start to train with the defaults.")
-interrupted = [s for s in list_runs() if s.status().get("status") == "interrupted" and s.has_training_state()]
+live(run)
+interrupted = [s for s in my_runs() if s.status()["status"] == RunStatus.INTERRUPTED and s.has_training_state()]
 if interrupted:
     st.warning(f"{len(interrupted)} run{'s were' if len(interrupted) > 1 else ' was'} interrupted when its process stopped; "
                f"the Runs page can resume {'them' if len(interrupted) > 1 else 'it'} from the last finished epoch.")

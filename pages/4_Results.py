@@ -1,21 +1,31 @@
 """Results: what a finished run learned, class by class, and where it goes wrong."""
 
+import core  # noqa: F401  (first: one complete import of torch and torchvision, see core/__init__.py)
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.data import DATASETS, DatasetUnavailable, load_dataset
-from core.engine import load_result
-from core.jobs import manager
+from core.data import DatasetUnavailable, ImageDataset
+from core.engine import load_result, resolve_dataset
+from core.importers import DataImportError
 from core.metrics import calibration, confident_mistakes, most_confused
-from core.runs import list_runs
-from pages.lib import choose_run, image_row, intro, pct
+from pages.lib import choose_run, image_row, intro, my_runs, pct, workspace
 
 st.set_page_config(page_title="Results · ConvNet Playground", page_icon="🔍", layout="wide")
 st.title("🔍 Results")
 intro("Read a finished run on the test set: per-class accuracy, the confusion matrix, its mistakes and how calibrated it is.")
 
-stores = [s for s in list_runs() if s.evaluation() is not None]
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def test_images(dataset: str) -> ImageDataset:
+    """The run's dataset (built-in, an upload kept in the workspace, or a CLI run's file), loaded once per server."""
+    return resolve_dataset(dataset)
+
+
+workspace()
+stores = [s for s in my_runs() if s.evaluation() is not None]
 if not stores:
     st.info("No finished run yet. Train a model first.")
     st.page_link("pages/3_Train.py", label="Go to Train", icon="📈")
@@ -32,13 +42,11 @@ d.metric("Training time", f"{r.train_seconds:,.1f} s")
 e.metric("Samples per second", f"{r.samples_per_second:,.0f}")
 st.caption(f"{r.message} {r.params:,} parameters, trained on {r.device}.")
 
-job = manager().for_run(store.id)
-data = job.dataset if job is not None and job.dataset is not None else None
-if data is None and r.dataset in DATASETS:
-    try:
-        data = load_dataset(r.dataset)
-    except DatasetUnavailable as exc:
-        st.warning(f"The test images are not available, so no mistakes are shown: {exc}")
+data = None
+try:
+    data = test_images(r.config["dataset"])
+except (DatasetUnavailable, DataImportError) as exc:
+    st.warning(f"The test images are not available, so no mistakes are shown: {exc}")
 probs, labels = r.test_probabilities, r.test_labels
 predicted = probs.argmax(1)
 names = r.class_names
@@ -70,7 +78,7 @@ with mistakes_tab:
     order, n_wrong = confident_mistakes(probs, labels)
     st.markdown(f"**{n_wrong:,} of {len(labels):,} test images are misclassified.** The most confident mistakes first:")
     if data is None:
-        st.info("This run trained on uploaded data that this server no longer holds, so its test images cannot be shown.")
+        st.info("This run's test images cannot be shown here (see above).")
         order = order[:0]
     for row in range(0, len(order), 8):
         chunk = order[row:row + 8]

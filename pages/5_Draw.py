@@ -1,5 +1,7 @@
 """Draw: sketch a digit and watch the trained model read it."""
 
+import core  # noqa: F401  (first: one complete import of torch and torchvision, see core/__init__.py)
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -11,8 +13,8 @@ from torchvision.transforms.v2 import functional as TF
 from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from core.drawing import ink_from_rgba, mnist_style
 from core.predict import image_to_tensor, predict_tensor
-from core.runs import list_runs
-from pages.lib import choose_run, image_row, intro
+from core.store import ACTIVE
+from pages.lib import choose_run, image_row, intro, my_runs, workspace
 
 st.set_page_config(page_title="Draw · ConvNet Playground", page_icon="✏️", layout="wide")
 st.title("✏️ Draw")
@@ -25,7 +27,8 @@ def cached_checkpoint(path: str, modified: float) -> Checkpoint:
     return load_checkpoint(path)
 
 
-stores = [s for s in list_runs() if s.best_checkpoint.is_file() and s.status().get("status") not in ("queued", "running")]
+workspace()
+stores = [s for s in my_runs() if s.best_checkpoint.is_file() and s.status()["status"] not in ACTIVE]
 if not stores:
     st.info("No trained model yet: train one first (a short MNIST run is enough), then come back and draw.")
     st.page_link("pages/3_Train.py", label="Go to Train", icon="📈")

@@ -1,4 +1,6 @@
-"""Runs: every run of this server and the command line, compared, resumed, exported and shared."""
+"""Runs: every run of this workspace (on a laptop: the app's and the command line's), compared, resumed, exported."""
+
+import core  # noqa: F401  (first: one complete import of torch and torchvision, see core/__init__.py)
 
 import tempfile
 from pathlib import Path
@@ -9,21 +11,27 @@ import streamlit as st
 
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DatasetUnavailable
-from core.engine import RESUMABLE, evaluate_checkpoint
+from core.engine import evaluate_checkpoint
 from core.export import import_checkpoint_zip, run_zip, standalone_script, to_onnx
-from core.jobs import DeviceBusy, manager
-from core.runs import compare_configs, delete_run, list_runs, run_row, runs_dir
-from pages.lib import RUN_KEY, intro, pct
+from core.scheduler import QuotaExceeded
+from core.store import RESUMABLE, RunStatus, compare_configs, delete_run, run_row
+from core.workspaces import LOCAL
+from pages.lib import RUN_KEY, intro, jobs, my_root, my_runs, pct, settings, workspace
 
 st.set_page_config(page_title="Runs · ConvNet Playground", page_icon="🗂️", layout="wide")
 st.title("🗂️ Runs")
-intro("Every run ever trained here, from the app or the command line: compare them, resume, export and share.")
+ws = workspace()
+intro("Every run ever trained here, from the app or the command line: compare them, resume, export and share."
+      if ws == LOCAL else "Every run of your workspace (only you see them): compare them, resume, export and share.")
 
 with st.expander("⬆️ Upload a checkpoint zip (from another machine's Runs page)"):
     upload = st.file_uploader("A run's zip: only its best.safetensors and best.json are read", type=["zip"])
-    if upload is not None and st.session_state.get("_imported") != upload.file_id:
+    limit_mb = settings().max_upload_mb
+    if upload is not None and ws != LOCAL and upload.size > limit_mb << 20:
+        st.error(f"{upload.name} is {upload.size / 2**20:,.1f} MB; this server takes uploads of up to {limit_mb} MB.")
+    elif upload is not None and st.session_state.get("_imported") != upload.file_id:
         try:
-            store = import_checkpoint_zip(upload.getvalue(), upload.name)
+            store = import_checkpoint_zip(upload.getvalue(), upload.name, root=my_root())
             st.session_state["_imported"] = upload.file_id
             try:
                 evaluate_checkpoint(store)
@@ -33,10 +41,10 @@ with st.expander("⬆️ Upload a checkpoint zip (from another machine's Runs pa
         except CheckpointError as exc:
             st.error(f"Refused: {exc}")
 
-stores = list_runs()
+stores = my_runs()
 if not stores:
-    st.info(f"No runs in {runs_dir().resolve()} yet. Train one, or run `python -m core.train`; "
-            f"`tensorboard --logdir {runs_dir()}` shows the same runs.")
+    st.info(f"No runs in {my_root().resolve()} yet. Train one, or run `python -m core.train`; "
+            f"`tensorboard --logdir {my_root()}` shows the same runs." if ws == LOCAL else "No runs yet: train one first.")
     st.stop()
 
 rows = pd.DataFrame([run_row(s) for s in stores])
@@ -59,10 +67,20 @@ event = st.dataframe(
                    "test acc": st.column_config.NumberColumn(format="percent"),
                    "seconds": st.column_config.NumberColumn(format="%.1f"),
                    "lr": st.column_config.NumberColumn(format="%g")})
-st.caption(f"{len(shown)} of {len(rows)} runs; click column headers to sort, tick rows to compare. "
-           f"TensorBoard: `tensorboard --logdir {runs_dir()}`.")
+st.caption(f"{len(shown)} of {len(rows)} runs; click column headers to sort, tick rows to compare."
+           + (f" TensorBoard: `tensorboard --logdir {my_root()}`." if ws == LOCAL else ""))
 by_id = {s.id: s for s in stores}
 selected = [by_id[shown.iloc[i]["id"]] for i in event.selection.rows if i < len(shown)]
+damaged = [s for s in selected if s.status()["status"] == RunStatus.DAMAGED]
+if damaged:
+    store = damaged[0]
+    st.error(store.status()["message"])
+    with st.expander("🗑️ Delete this damaged run"):
+        sure = st.checkbox(f"Yes, delete {store.id} for good")
+        if st.button("Delete", type="primary", disabled=not sure):
+            delete_run(store)
+            st.rerun()
+    st.stop()
 if not selected:
     st.info("Select one run to act on it, or several to compare their curves and configs.")
     st.stop()
@@ -94,7 +112,8 @@ if len(selected) > 1:
 store = selected[0]
 status = store.status()
 st.subheader(status.get("name") or store.id)
-st.caption(f"{status.get('status')}: {status.get('message', '')} · test accuracy {pct(status.get('test_accuracy'))} · {store.path}")
+st.caption(f"{status['status']}: {status.get('message', '')} · test accuracy {pct(status.get('test_accuracy'))}"
+           + (f" · {store.path}" if ws == LOCAL else ""))
 
 open_col, draw_col, resume_col = st.columns(3)
 if open_col.button("🔍 Open in Results", disabled=store.evaluation() is None, width="stretch"):
@@ -106,17 +125,17 @@ if draw_col.button("✏️ Open in Draw", disabled=not store.best_checkpoint.is_
 if resume_col.button("⏯️ Resume", disabled=status.get("status") not in RESUMABLE or not store.has_training_state(),
                      width="stretch", help="Continue an interrupted or stopped run from its last finished epoch"):
     try:
-        job = manager().resume(store)
-        st.session_state[RUN_KEY] = job.run_id
+        jobs().resume(store, ws)
+        st.session_state[RUN_KEY] = store.id
         st.switch_page("pages/3_Train.py")
-    except DeviceBusy as exc:
+    except (QuotaExceeded, ValueError) as exc:
         st.warning(str(exc))
 
 with st.form("rename"):
     name = st.text_input("Name", value=status.get("name", ""))
     tags = st.text_input("Tags (comma-separated)", value=", ".join(status.get("tags", [])))
     if st.form_submit_button("Save name and tags"):
-        store.update_status(name=name.strip(), tags=[t.strip() for t in tags.split(",") if t.strip()])
+        store.update_status(name=name.strip()[:200], tags=[t.strip()[:50] for t in tags.split(",") if t.strip()][:20])
         st.rerun()
 
 st.markdown("**Export**")

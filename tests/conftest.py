@@ -41,3 +41,12 @@ def small_mnist(mnist):
         mean=mnist.mean,
         std=mnist.std,
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_worker_outlives_the_tests():
+    """Workers started through the app's scheduler in this process end with the test session."""
+    yield
+    from core.scheduler import shutdown
+
+    shutdown()

@@ -14,7 +14,9 @@ from streamlit.testing.v1 import AppTest
 from test_drawing import stroke_canvas
 
 from core.config import TrainConfig
-from core.jobs import manager
+from core.scheduler import scheduler
+from core.settings import HostSettings
+from core.store import ACTIVE, RunStatus, find_run
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 120
@@ -29,6 +31,18 @@ def open_page(page: str | None = None, at: AppTest | None = None) -> AppTest:
         at.run()
     assert not at.exception, [e.message for e in at.exception]
     return at
+
+
+def wait_until_done(run_id: str, root=None, timeout: float = 180) -> dict:
+    """Poll a run's status.json (its worker process writes it) until the run is no longer active."""
+    import time
+
+    store = find_run(run_id, root)
+    deadline = time.monotonic() + timeout
+    while store.status()["status"] in ACTIVE:
+        assert time.monotonic() < deadline, store.status()
+        time.sleep(0.1)
+    return store.status()
 
 
 def figures(at: AppTest) -> list[dict]:
@@ -85,10 +99,9 @@ def test_train_results_and_draw_journey(mnist):
     at.session_state["train_config"] = dataclasses.asdict(cfg)
     at.run()
     at.button[0].click().run()  # Start
-    assert not at.exception
-    job = manager().for_run(at.session_state["run_id"])
-    assert job is not None and job.wait(timeout=120), job.message
-    assert job.status == "finished", job.message
+    assert not at.exception, [e.message for e in at.exception]
+    status = wait_until_done(at.session_state["run_id"])
+    assert status["status"] == RunStatus.FINISHED, status["message"]
     at.run()
     assert any("Test accuracy" in s.value for s in at.success)
     loss = figures(at)[0]
@@ -96,7 +109,7 @@ def test_train_results_and_draw_journey(mnist):
 
     at = open_page("pages/4_Results.py", at)
     assert at.metric[0].label == "Test accuracy"
-    assert float(at.metric[0].value.rstrip("%")) / 100 == pytest.approx(job.result.test_accuracy, abs=1e-4)
+    assert float(at.metric[0].value.rstrip("%")) / 100 == pytest.approx(status["test_accuracy"], abs=1e-4)
     heat = [f for f in figures(at) if f["data"][0]["type"] == "heatmap"][0]
     assert sum(map(sum, heat["data"][0]["z"])) == 10000
     assert at.dataframe[0].value["count"].sum() == 10000
@@ -109,27 +122,58 @@ def test_train_results_and_draw_journey(mnist):
                                     "backgroundFit": None}
     at.run()
     assert not at.exception, [e.message for e in at.exception]
-    assert at.metric[0].label == "Prediction" and at.metric[0].value in job.result.class_names
+    assert at.metric[0].label == "Prediction" and at.metric[0].value in [str(d) for d in range(10)] + [
+        f"{d} - {w}" for d, w in enumerate("zero one two three four five six seven eight nine".split())]
     bars = [f for f in figures(at) if f["data"][0]["type"] == "bar"][0]
     assert sum(bars["data"][0]["x"]) == pytest.approx(1.0, abs=1e-4)
 
 
-def test_a_second_start_while_one_runs_is_refused(mnist):
+def test_a_second_start_while_one_trains_waits_in_the_queue_and_can_be_cancelled(mnist):
     at = open_page("pages/3_Train.py")
     at.session_state["train_config"] = dataclasses.asdict(TrainConfig(model="lenet-bn", epochs=20, batch_size=32, device="cpu"))
     at.run()
     at.button[0].click().run()
-    job = manager().for_run(at.session_state["run_id"])
+    first = find_run(at.session_state["run_id"])
+    other = open_page("pages/3_Train.py")  # another browser session
+    other.session_state["train_config"] = dataclasses.asdict(TrainConfig(limit_train=100, device="cpu"))
+    other.run()
+    other.button[0].click().run()  # Start is not refused: the run is queued
     try:
-        other = open_page("pages/3_Train.py")  # another browser session
-        assert other.button[0].disabled  # Start is greyed out while the device is busy
-        from core.jobs import DeviceBusy
-        with pytest.raises(DeviceBusy, match="still training"):
-            manager().start(TrainConfig(limit_train=100, device="cpu"))
+        second = find_run(other.session_state["run_id"])
+        assert second.status()["status"] == RunStatus.QUEUED
+        assert any("Queued: 1 run ahead of yours" in i.value for i in other.info), [i.value for i in other.info]
+        other.button[1].click().run()  # Cancel
+        assert second.status()["status"] == RunStatus.CANCELLED
+        at.run()
         at.button[1].click().run()  # Stop
     finally:
-        job.stop()
-    assert job.wait(timeout=30) and job.status in ("stopped", "failed") and job.status == "stopped", job.message
+        scheduler().stop(first)
+    assert wait_until_done(first.id, timeout=60)["status"] == RunStatus.STOPPED
+
+
+def test_private_workspaces_do_not_see_each_others_runs(small_mnist, tmp_path, monkeypatch):
+    from core.engine import train
+    from core.workspaces import LOCAL
+
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(scheduler(), "settings", HostSettings(workspaces="private"))
+    train(TrainConfig(epochs=1, batch_size=64, limit_train=300, device="cpu"), dataset=small_mnist)  # a CLI run: local
+    alice, bob = open_page("pages/6_Runs.py"), open_page("pages/6_Runs.py")
+    ws_a, ws_b = alice.session_state["workspace"], bob.session_state["workspace"]
+    assert LOCAL not in (ws_a, ws_b) and ws_a != ws_b
+    assert any("No runs yet" in i.value for i in alice.info)  # the local run is not theirs
+    cfg = TrainConfig(epochs=1, batch_size=64, limit_train=300, val_split=0.05, device="cpu")
+    alices = scheduler().submit(cfg, ws_a, "mnist")
+    assert wait_until_done(alices.id, alices.path.parent)["status"] == RunStatus.FINISHED
+    alice.run()
+    assert list(alice.dataframe[0].value["id"]) == [alices.id]
+    bob.run()
+    assert any("No runs yet" in i.value for i in bob.info)
+    bob.session_state["run_id"] = alices.id  # whatever Bob's session holds, Alice's run is not reachable
+    bob = open_page("pages/3_Train.py", bob)
+    assert not any(alices.id in c.value for c in bob.caption) and not bob.success
+    bob = open_page("pages/4_Results.py", bob)
+    assert any("No finished run yet" in i.value for i in bob.info)
 
 
 @pytest.fixture
@@ -198,11 +242,11 @@ def test_runs_page_resumes_a_stopped_run(mnist, tmp_path, monkeypatch):
     select_rows(at, [0])
     widget(at.button, "⏯️ Resume").click().run()
     assert not at.exception, [e.message for e in at.exception]
-    job = manager().for_run(list_runs()[0].id)
-    assert job is not None and job.wait(timeout=120) and job.status == "finished", job.message
-    assert [e["epoch"] for e in job.result.epochs] == [1, 2]
-    assert [e.epoch for e in job.snapshot().epochs] == [1, 2]  # the live curves include the epoch before the stop
-    assert list_runs()[0].status()["status"] == "finished"
+    store = list_runs()[0]
+    assert wait_until_done(store.id)["status"] == RunStatus.FINISHED
+    assert [e["epoch"] for e in store.epochs()] == [1, 2]  # the curves include the epoch before the stop
+    at = open_page("pages/3_Train.py", at)
+    assert [e["epoch"] for e in store.epochs()] == [1, 2] and any("Test accuracy" in s.value for s in at.success)
 
 
 def test_model_settings_travel_in_the_url(mnist):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from core.config import TrainConfig
-from core.scheduler import Entry, QuotaExceeded, Scheduler, turn_order
+from core.scheduler import Entry, QuotaExceeded, Scheduler, shutdown, turn_order
 from core.settings import HostSettings
 from core.store import ACTIVE, RunStatus, RunStore, list_runs
 from core.workspaces import LOCAL, new_browser_key, workspace_for_key, workspace_root
@@ -42,21 +42,36 @@ def wait_for(predicate, timeout: float = 120, what: str = "") -> None:
 
 @pytest.fixture
 def store_root(tmp_path, monkeypatch, mnist):
+    """A store of its own, with no other scheduler of this process looking at it."""
+    shutdown()
     monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
     return tmp_path / "runs"
+
+
+@pytest.fixture
+def make_scheduler(store_root):
+    made = []
+
+    def make(settings: HostSettings) -> Scheduler:
+        made.append(Scheduler(settings))
+        return made[-1]
+
+    yield make
+    for sched in made:
+        sched.close()
 
 
 def private() -> str:
     return workspace_for_key(new_browser_key())
 
 
-def test_runs_of_three_workspaces_train_one_at_a_time_in_turns(store_root):
-    sched = Scheduler(HostSettings(runs_per_cpu=1))
+def test_runs_of_three_workspaces_train_one_at_a_time_in_turns(make_scheduler):
+    sched = make_scheduler(HostSettings(runs_per_cpu=1))
     a, b, c = private(), private(), private()
     runs = [sched.submit(TrainConfig(**TINY), ws, "mnist") for ws in (a, a, b, c)]
     assert list_runs(workspace_root(a)) and not list_runs(workspace_root(LOCAL))  # each in its own workspace
-    ahead, _ = sched.place(runs[3])
-    assert ahead in (1, 2)  # b (and a's first, unless it has started): c comes before a's second
+    place = sched.place(runs[3])
+    assert place.ahead == 2 and place.waiting in (1, 2)  # b (and a's first, unless it has started): c comes before a's second
     wait_for(lambda: all(r.status()["status"] == RunStatus.FINISHED for r in runs), 300, "all four runs")
     spans = sorted((r.status()["started"], r.status()["finished"], r) for r in runs)
     for (_, end, _), (start, _, _) in zip(spans, spans[1:]):
@@ -64,8 +79,8 @@ def test_runs_of_three_workspaces_train_one_at_a_time_in_turns(store_root):
     assert [s[2] for s in spans] == [runs[0], runs[2], runs[3], runs[1]]  # a's second run waits for b and c
 
 
-def test_stop_ends_a_worker_within_a_second_and_keeps_a_checkpoint(store_root):
-    sched = Scheduler(HostSettings())
+def test_stop_ends_a_worker_within_a_second_and_keeps_a_checkpoint(make_scheduler):
+    sched = make_scheduler(HostSettings())
     run = sched.submit(TrainConfig(**{**TINY, "epochs": 30, "limit_train": None, "model": "lenet-bn"}), LOCAL, "mnist")
     wait_for(lambda: (run.status().get("step") or 0) > 0, 120, "the first steps")
     asked = time.time()
@@ -78,8 +93,8 @@ def test_stop_ends_a_worker_within_a_second_and_keeps_a_checkpoint(store_root):
     assert "Stopped by request" in run.status()["message"]
 
 
-def test_a_killed_worker_leaves_its_run_interrupted_the_queue_moving_and_resume_working(store_root):
-    sched = Scheduler(HostSettings())
+def test_a_killed_worker_leaves_its_run_interrupted_the_queue_moving_and_resume_working(make_scheduler):
+    sched = make_scheduler(HostSettings())
     victim = sched.submit(TrainConfig(**{**TINY, "epochs": 3, "limit_train": 3000}), LOCAL, "mnist")
     waiting = sched.submit(TrainConfig(**TINY), LOCAL, "mnist")
     wait_for(lambda: victim.has_training_state() and victim.epochs(), 120, "epoch 1 on disk")
@@ -92,9 +107,9 @@ def test_a_killed_worker_leaves_its_run_interrupted_the_queue_moving_and_resume_
     assert [e["epoch"] for e in victim.epochs()] == [1, 2, 3]
 
 
-def test_quotas_refuse_with_a_message_that_says_what_to_do(store_root):
+def test_quotas_refuse_with_a_message_that_says_what_to_do(make_scheduler):
     ws = private()
-    sched = Scheduler(HostSettings(max_epochs=2, max_active_runs=1, max_runs_kept=2, runs_per_cpu=1))
+    sched = make_scheduler(HostSettings(max_epochs=2, max_active_runs=1, max_runs_kept=2, runs_per_cpu=1))
     with pytest.raises(QuotaExceeded, match="at most 2 epochs per run"):
         sched.submit(TrainConfig(**{**TINY, "epochs": 3}), ws, "mnist")
     first = sched.submit(TrainConfig(**TINY), ws, "mnist")
@@ -111,11 +126,11 @@ def test_quotas_refuse_with_a_message_that_says_what_to_do(store_root):
         sched.stop(r)
 
 
-def test_a_queued_run_can_be_cancelled(store_root):
-    sched = Scheduler(HostSettings(runs_per_cpu=1))
+def test_a_queued_run_can_be_cancelled(make_scheduler):
+    sched = make_scheduler(HostSettings(runs_per_cpu=1))
     training = sched.submit(TrainConfig(**{**TINY, "epochs": 20}), LOCAL, "mnist")
     run = sched.submit(TrainConfig(**TINY), LOCAL, "mnist")
-    assert run.status()["status"] == RunStatus.QUEUED and sched.place(run)[0] == 0
+    assert run.status()["status"] == RunStatus.QUEUED and sched.place(run).ahead == 1
     sched.stop(run)
     assert run.status()["status"] == RunStatus.CANCELLED
     sched.stop(training)

@@ -1,4 +1,4 @@
-"""What every page shares: the user's choices in session state and a few display helpers.
+"""What every page shares: the visitor's workspace, their choices in session state, a few display helpers.
 
 This folder is not a page (Streamlit only turns `pages/*.py` into pages); the
 computations stay in `core`.
@@ -15,13 +15,120 @@ import torch
 
 from core.config import TrainConfig
 from core.data import DATASETS, DatasetUnavailable, ImageDataset, load_dataset
-from core.runs import RunStore
+from core.scheduler import Scheduler, scheduler
+from core.settings import HostSettings
+from core.store import DamagedRun, RunStore, find_run, list_runs
+from core.workspaces import LOCAL, new_browser_key, workspace_for_key, workspace_for_user, workspace_root
 
 UPLOAD = "upload"
 DATASET_KEY = "dataset_name"
 USER_DATA_KEY = "user_dataset"
 CONFIG_KEY = "train_config"
 RUN_KEY = "run_id"  # the run this session looks at: Train, Results and Draw open it
+WORKSPACE_KEY = "workspace"  # this session's workspace id
+BROWSER_KEY = "workspace_key"  # the secret an anonymous browser holds (cookie), from which its workspace id comes
+COOKIE = "playground_workspace"
+
+_remember_key = st.components.v2.component(
+    "playground_workspace_cookie",
+    js=f"""
+export default function(component) {{
+  const key = component.data && component.data.key;
+  if (key) {{
+    document.cookie = "{COOKIE}=" + key + "; path=/; max-age=31536000; SameSite=Strict";
+  }}
+}}
+""",
+)
+
+
+def jobs() -> Scheduler:
+    """The server's queue and workers (one per server process, shared by every session)."""
+    return scheduler()
+
+
+def settings() -> HostSettings:
+    return jobs().settings
+
+
+def workspace() -> str:
+    """This visitor's workspace: the signed-in user's, the local one (a laptop), or an anonymous browser's.
+
+    The host decides with PLAYGROUND_WORKSPACES: `auto` (default) gives visitors on this machine the local
+    workspace, which the command line shares, and everyone else a private one; `private` gives everyone a
+    private one; `local` gives everyone the local one. A private workspace's key lives in a cookie, so it
+    survives reloads and restarts; `?workspace=KEY` moves it to another browser.
+    """
+    if WORKSPACE_KEY in st.session_state:
+        return st.session_state[WORKSPACE_KEY]
+    mode = settings().workspaces
+    if _login_configured():
+        if not st.user.is_logged_in:
+            st.info("Sign in to see your own runs.")
+            st.button("Sign in", on_click=st.login, type="primary")
+            st.stop()
+        ws = workspace_for_user(str(st.user.get("sub") or st.user.get("email")))
+    elif mode == "local" or (mode == "auto" and not _remote_address()):
+        ws = LOCAL
+    else:
+        ws = _browser_workspace()
+    st.session_state[WORKSPACE_KEY] = ws
+    return ws
+
+
+def _remote_address() -> str | None:
+    """The visitor's address, None on this machine (Streamlit gives None for localhost; AppTest no string)."""
+    ip = st.context.ip_address
+    return ip if isinstance(ip, str) and ip else None
+
+
+def _login_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all: Streamlit raises its own not-found error
+        return False
+
+
+def _browser_workspace() -> str:
+    """The workspace of the key in the link, the cookie, or a new key (then stored in a cookie)."""
+    linked = st.query_params.get("workspace")
+    if linked is not None:
+        del st.query_params["workspace"]
+    for key, source in ((linked, "link"), (st.context.cookies.get(COOKIE), "cookie")):
+        if key:
+            try:
+                ws = workspace_for_key(key)
+            except ValueError:
+                if source == "link":
+                    st.warning("That workspace link is not valid, so this browser keeps its own workspace.")
+                continue
+            st.session_state[BROWSER_KEY] = key
+            if source == "link":
+                _remember_key(data={"key": key}, key="remember_workspace")
+            return ws
+    key = new_browser_key()
+    st.session_state[BROWSER_KEY] = key
+    _remember_key(data={"key": key}, key="remember_workspace")
+    return workspace_for_key(key)
+
+
+def my_root():
+    """Where this visitor's runs live."""
+    return workspace_root(workspace())
+
+
+def my_runs() -> list[RunStore]:
+    return list_runs(my_root())
+
+
+def my_run(run_id: str | None) -> RunStore | None:
+    """One of this visitor's runs by id; None for anything else, whatever was typed."""
+    if not run_id:
+        return None
+    try:
+        return find_run(run_id, my_root()) if "/" not in run_id else None
+    except KeyError:
+        return None
 
 
 def intro(text: str) -> None:
@@ -101,6 +208,10 @@ def choose_run(stores: list[RunStore], label: str) -> RunStore:
 
 def run_title(store: RunStore) -> str:
     """'lenet5 on mnist · finished · test 98.91% · 20261123-...' for lists of runs."""
-    status, cfg = store.status(), store.config()
-    name = status.get("name") or f"{cfg.model} on {dataset_title(status.get('dataset', cfg.dataset))}"
-    return f"{name} · {status.get('status')} · test {pct(status.get('test_accuracy'))} · {store.id}"
+    status = store.status()
+    try:
+        cfg = store.config()
+    except DamagedRun:
+        return f"{store.id} · damaged"
+    name = status.get("name") or f"{cfg.model} on {dataset_title(status.get('dataset') or cfg.dataset)}"
+    return f"{name} · {status['status']} · test {pct(status.get('test_accuracy'))} · {store.id}"
