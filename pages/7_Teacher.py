@@ -63,13 +63,15 @@ if not runs:
     st.info("No runs yet.")
     st.stop()
 rows = pd.DataFrame([{"workspace": short(ws), **run_row(store)} for ws, store in runs])
-event = st.dataframe(rows, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-                     key="teacher_runs", column_config={"test acc": st.column_config.NumberColumn(format="percent"),
-                                                        "best val acc": st.column_config.NumberColumn(format="percent")})
-if not event.selection.rows:
-    st.caption("Select a run to stop or delete it.")
+st.dataframe(rows, hide_index=True, width="stretch",
+             column_config={"test acc": st.column_config.NumberColumn(format="percent"),
+                            "best val acc": st.column_config.NumberColumn(format="percent")})
+by_id = {store.path: (ws, store) for ws, store in runs}
+chosen = st.selectbox("Run to stop or delete", list(by_id), index=None, placeholder="Choose a run",
+                      format_func=lambda p: f"{short(by_id[p][0])} · {p.name} · {by_id[p][1].status()['status']}")
+if chosen is None:
     st.stop()
-ws, store = runs[event.selection.rows[0]]
+ws, store = by_id[chosen]
 status = store.status()
 st.markdown(f"**{store.id}** of {short(ws)}: {status['status']} · {status.get('message', '')}")
 stop_col, delete_col = st.columns(2)

@@ -73,9 +73,14 @@ VIEWPORT = {"width": 1280, "height": 800}  # the size the layout must hold at
 def open_page(playwright, timeout_ms: int = 60_000):
     """(browser, page): Chromium with one page at VIEWPORT; close the browser when done."""
     browser = launch_chromium(playwright)
-    page = browser.new_page(viewport=VIEWPORT)
+    return browser, new_visitor(browser, timeout_ms)
+
+
+def new_visitor(browser, timeout_ms: int = 60_000):
+    """A page in a browser context of its own: another person, with cookies of their own."""
+    page = browser.new_context(viewport=VIEWPORT).new_page()
     page.set_default_timeout(timeout_ms)
-    return browser, page
+    return page
 
 
 def go_to(page, label: str) -> None:
