@@ -230,7 +230,8 @@ class Scheduler:
         log = open(store.path / "worker.log", "ab")
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "core.worker", str(store.path), "--max-seconds", str(limit), "--parent", str(os.getpid())],
+                [sys.executable, "-m", "core.worker", str(store.path), "--max-seconds", str(limit), "--parent", str(os.getpid()),
+                 "--threads", str(self.settings.threads_per_worker() if entry.device == "cpu" else 0)],
                 cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
             store.update_status(status=RunStatus.FAILED, message=f"Could not start a worker process: {exc}", pid=None)

@@ -22,12 +22,19 @@ class HostSettings:
     workspaces: str = "auto"  # auto: visitors on this machine share the local workspace, others get a private one
     teacher_key: str = ""  # opens the Teacher page; empty: no teacher view
     runs_per_cpu: int = 1  # runs training at once on the CPU
-    runs_per_gpu: int = 1  # runs training at once on each GPU
+    runs_per_gpu: int = 1  # runs training at once on the GPU
+    worker_threads: int = 0  # CPU threads of each training process; 0: the machine's cores shared by the CPU slots
     max_active_runs: int = 2  # queued plus training, per workspace
     max_epochs: int = 30  # per run
     max_train_seconds: float = 900.0  # per run; a run over time stops cleanly and keeps its best checkpoint
     max_upload_mb: int = 50  # a dataset or checkpoint upload
     max_runs_kept: int = 30  # per workspace; delete old runs to start new ones
+
+    def threads_per_worker(self) -> int:
+        """The cores shared by the CPU slots; a busy server may keep one for its pages with worker_threads."""
+        if self.worker_threads > 0:
+            return self.worker_threads
+        return max(1, (os.cpu_count() or 1) // max(1, self.runs_per_cpu))
 
     @classmethod
     def load(cls, secrets_file: Path = SECRETS) -> "HostSettings":

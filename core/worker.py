@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir")
     parser.add_argument("--max-seconds", type=float, default=0, help="stop after this much training (0: no limit)")
     parser.add_argument("--parent", type=int, default=0, help="exit when this process (the server) is gone")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for training (0: torch's default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     stop = stop_on_sigterm()
     if args.parent:
         exit_with(args.parent)

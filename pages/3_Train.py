@@ -2,6 +2,8 @@
 
 import core  # noqa: F401  (first: one complete import of torch and torchvision, see core/__init__.py)
 
+from pathlib import Path
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -66,34 +68,53 @@ def start() -> None:
     st.session_state[RUN_KEY] = store.id
 
 
-def curves(steps: list[dict], epochs: list[dict], steps_per_epoch: float) -> None:
-    """Loss, accuracy and learning rate, per epoch and per step, on one epoch axis.
+@st.cache_resource(max_entries=64, show_spinner=False)
+def figures(run_path: str, version: tuple[int, int]) -> tuple[go.Figure, go.Figure, go.Figure]:
+    """Loss, accuracy and learning rate, per epoch and per step, on one epoch axis; built once per update of the
+    run's files (`version`) and shared by every session watching the run.
 
     Training loss and accuracy of an epoch are means over that epoch, so they sit at its middle;
     validation is measured after the epoch, so it sits at its end.
     """
+    store = RunStore(Path(run_path))
+    steps, epochs, status = store.steps(), store.epochs(), store.status()
+    steps_per_epoch = (status.get("total_steps") or (steps[-1]["step"] if steps else 1)) / store.config().epochs
     step_x = [s["step"] / steps_per_epoch for s in steps]
     losses = [s["loss"] for s in steps]
     epoch_x = [e["epoch"] for e in epochs]
     mid_x = [e["epoch"] - 0.5 for e in epochs]
     legend = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1)
-    loss = go.Figure()
+    loss = go.Figure(layout=dict(title="Loss", xaxis_title="epoch", height=340, margin=dict(t=50, b=10), legend=legend))
     loss.add_scatter(x=step_x, y=losses, name="train (per step)", mode="lines", line=dict(color="#A5B4FC", width=1))
     loss.add_scatter(x=step_x, y=smooth(losses), name="train (smoothed)", mode="lines", line=dict(color="#4F46E5"))
     loss.add_scatter(x=mid_x, y=[e["train_loss"] for e in epochs], name="train (epoch mean)", mode="lines+markers",
                      line=dict(color="#312E81", dash="dot"))
     loss.add_scatter(x=epoch_x, y=[e["val_loss"] for e in epochs], name="validation", mode="lines+markers",
                      line=dict(color="#EA580C"))
-    loss.update_layout(title="Loss", xaxis_title="epoch", height=340, margin=dict(t=50, b=10), legend=legend)
-    acc = go.Figure()
+    acc = go.Figure(layout=dict(title="Accuracy", xaxis_title="epoch", yaxis_tickformat=".1%", height=340,
+                                margin=dict(t=50, b=10), legend=legend))
     acc.add_scatter(x=mid_x, y=[e["train_accuracy"] for e in epochs], name="train (epoch mean)", mode="lines+markers",
                     line=dict(color="#4F46E5"))
     acc.add_scatter(x=epoch_x, y=[e["val_accuracy"] for e in epochs], name="validation", mode="lines+markers",
                     line=dict(color="#EA580C"))
-    acc.update_layout(title="Accuracy", xaxis_title="epoch", yaxis_tickformat=".1%", height=340,
-                      margin=dict(t=50, b=10), legend=legend)
-    lr = go.Figure(go.Scatter(x=step_x, y=[s["lr"] for s in steps], mode="lines", line=dict(color="#0F766E")))
-    lr.update_layout(title="Learning rate", xaxis_title="epoch", height=260, margin=dict(t=50, b=10))
+    lr = go.Figure(go.Scatter(x=step_x, y=[s["lr"] for s in steps], mode="lines", line=dict(color="#0F766E")),
+                   layout=dict(title="Learning rate", xaxis_title="epoch", height=260, margin=dict(t=50, b=10)))
+    return loss, acc, lr
+
+
+def file_version(store: RunStore) -> tuple[int, int]:
+    """Changes whenever the run's worker rewrites its curves."""
+    def mtime(name: str) -> int:
+        try:
+            return (store.path / name).stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    return mtime("steps.json"), mtime("epochs.json")
+
+
+def curves(store: RunStore) -> None:
+    loss, acc, lr = figures(str(store.path), file_version(store))
     left, right = st.columns(2)
     left.plotly_chart(loss, width="stretch")
     left.caption("Plain cross-entropy on both sides, so train and validation compare; with label smoothing "
@@ -151,10 +172,8 @@ def live(run: RunStore | None) -> None:
         st.page_link("pages/4_Results.py", label="Read the results", icon="🔍")
     else:
         st.caption(f"Run {run.id}: {status.get('message', '')}")
-    steps, epochs = run.steps(), run.epochs()
-    if steps:
-        total = status.get("total_steps") or steps[-1]["step"]
-        curves(steps, epochs, total / cfg.epochs)
+    if file_version(run)[0]:
+        curves(run)
     if (state in ACTIVE) != active:
         st.rerun()  # the run started or ended: redraw the page once, so the polling follows
 
