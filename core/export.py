@@ -8,7 +8,6 @@ import io
 import json
 import pprint
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -72,8 +71,7 @@ def import_checkpoint_zip(data: bytes, name: str, root: Path | None = None) -> R
                     raise CheckpointError(f"{name}: {member} is damaged ({exc}).") from exc
             checkpoint = load_checkpoint(Path(tmp) / "best.safetensors")
             cfg = TrainConfig.from_dict(checkpoint.meta.get("config", {"model": checkpoint.meta["model"]}))
-            store = RunStore.create(cfg, checkpoint.meta["dataset"], (root or runs_dir()) /
-                                    f"{time.strftime('%Y%m%d-%H%M%S')}-imported-{Path(name).stem}")
+            store = RunStore.create(cfg, checkpoint.meta["dataset"], root=root or runs_dir(), name=name[:120])
             for member in ("best.safetensors", "best.json"):
                 (store.path / member).write_bytes((Path(tmp) / member).read_bytes())
     store.update_status(status=RunStatus.IMPORTED, message=f"Imported from {name}", checkpoint=str(store.best_checkpoint),

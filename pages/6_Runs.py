@@ -38,7 +38,7 @@ with st.expander("⬆️ Upload a checkpoint zip (from another machine's Runs pa
                 st.success(f"Imported as {store.id} and evaluated on its test set: open it in Results or Draw.")
             except (DatasetUnavailable, CheckpointError, ValueError) as exc:
                 st.info(f"Imported as {store.id}; it can draw, but has no test evaluation here ({exc}).")
-        except CheckpointError as exc:
+        except (CheckpointError, ValueError) as exc:
             st.error(f"Refused: {exc}")
 
 stores = my_runs()
