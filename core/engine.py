@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
 from core.augment import augment_batch
@@ -299,7 +298,7 @@ def _test_report(model: nn.Module, data: ImageDataset, normalize: Normalizer,
 def _evaluate_test(result: TrainResult, model: nn.Module, data: ImageDataset, normalize: Normalizer,
                    device: torch.device, store: RunStore, emit: Callable[[Event], None]) -> None:
     """Fill the test-set numbers of `result` and close the run's record; the test set is touched only here."""
-    emit(StatusEvent("evaluating", "Evaluating on the test set"))
+    emit(StatusEvent(RunStatus.EVALUATING, "Evaluating on the test set"))
     probs, report = _test_report(model, data, normalize, device)
     for key, value in report.items():
         setattr(result, key, value)

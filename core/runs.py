@@ -16,10 +16,10 @@ from pathlib import Path
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import DatasetUnavailable
 from core.engine import resume
+from core.events import stop_on_sigterm
 from core.export import run_zip, to_onnx, write_run_script
 from core.importers import DataImportError
-from core.store import ACTIVE, DamagedRun, delete_run, find_run, list_runs, run_row, runs_dir
-from core.events import stop_on_sigterm
+from core.store import ACTIVE, DamagedRun, RunStatus, delete_run, find_run, list_runs, run_row, runs_dir
 from core.train import ProgressBar, report
 
 
@@ -35,7 +35,7 @@ def cmd_list(args) -> int:
     print(f"{'run':44} {'status':12} {'dataset':14} {'model':15} {'test acc':>8} {'seconds':>8}")
     for s in stores:
         row = run_row(s)
-        if row["status"] == "damaged":
+        if row["status"] == RunStatus.DAMAGED:
             print(f"{s.id:44} {'damaged':12} {row['message']}")
             continue
         print(f"{s.id:44} {row['status']:12} {row['dataset'][:14]:14} {row['model']:15} "
@@ -51,7 +51,7 @@ def cmd_show(args) -> int:
     try:
         shown.update(config=store.config().to_dict(), epochs=store.epochs(), evaluation=store.evaluation())
     except DamagedRun as exc:
-        shown["status"] = {**shown["status"], "status": "damaged", "message": f"This run is damaged: {exc}"}
+        shown["status"] = {**shown["status"], "status": RunStatus.DAMAGED, "message": f"This run is damaged: {exc}"}
     print(json.dumps(shown, indent=1))
     return 0
 

@@ -20,6 +20,7 @@ from core.events import Event, stop_on_sigterm
 from core.importers import DataImportError
 from core.models import INITS, MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS
+from core.store import RunStatus
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -118,7 +119,7 @@ def report(result: TrainResult, as_json: bool) -> int:
     print(summary, file=sys.stderr)
     if as_json:
         print(json.dumps(result.to_json_dict()))
-    return 0 if result.status in ("finished", "stopped") else 3
+    return 0 if result.status in (RunStatus.FINISHED, RunStatus.STOPPED) else 3
 
 
 if __name__ == "__main__":

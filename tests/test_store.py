@@ -100,7 +100,8 @@ def test_one_damaged_run_is_listed_as_damaged_and_the_others_list_show_and_delet
 
 
 def test_a_config_that_is_not_an_object_marks_only_that_run_damaged(store_root):
-    good, bad = finished_run(store_root, "good"), finished_run(store_root, "bad")
+    finished_run(store_root, "good")
+    bad = finished_run(store_root, "bad")
     (bad.path / "config.json").write_text("[]")
     rows = {r["id"]: r for r in map(run_row, list_runs(store_root))}
     assert rows["bad"]["status"] == "damaged" and "config.json" in rows["bad"]["message"]
