@@ -16,7 +16,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from browser import go_to, open_page, running_app, set_numbers  # noqa: E402
+from browser import go_to, launch_chromium, new_visitor, open_page, running_app, set_numbers  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "screenshots"
 
@@ -69,6 +69,34 @@ def main() -> None:
         page.get_by_text("Filter by name").wait_for()
         page.locator('[data-testid="stDataFrame"]').first.wait_for()
         shot("runs")
+        browser.close()
+    class_scene()
+
+
+def class_scene() -> None:
+    """A shared server: one student trains, a second waits in the queue, the teacher looks at both."""
+    runs = tempfile.mkdtemp(prefix="playground-screenshot-class-")
+    env = {"PLAYGROUND_RUNS_DIR": runs, "PLAYGROUND_WORKSPACES": "private", "PLAYGROUND_TEACHER_KEY": "screenshot-key"}
+    with running_app(env) as app, sync_playwright() as p:
+        browser = launch_chromium(p)
+        first, second, teacher = (new_visitor(browser, 120_000) for _ in range(3))
+        for page, epochs in ((first, "20"), (second, "1")):
+            page.goto(f"{app.url}/Model")
+            set_numbers(page, {"Epochs": epochs})
+            go_to(page, "Train")
+            page.get_by_role("button", name=re.compile("Start training")).click()
+        second.get_by_text(re.compile("Queued: 1 run ahead of yours")).wait_for()
+        first.get_by_text("Accuracy").first.wait_for()
+        second.wait_for_timeout(1500)
+        second.screenshot(path=str(OUT / "train-queued.png"))
+        print("wrote", OUT / "train-queued.png")
+        teacher.goto(f"{app.url}/Teacher")
+        teacher.get_by_label("Teacher key").fill("screenshot-key")
+        teacher.get_by_label("Teacher key").press("Enter")
+        teacher.get_by_text("Every run").wait_for()
+        teacher.wait_for_timeout(2500)
+        teacher.screenshot(path=str(OUT / "teacher.png"))
+        print("wrote", OUT / "teacher.png")
         browser.close()
 
 

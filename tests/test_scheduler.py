@@ -157,3 +157,13 @@ def test_concurrent_status_updates_from_threads_and_processes_lose_nothing(tmp_p
     missing = [f"{p}{i}" for p in [*(f"t{k}_" for k in range(6)), "p0_", "p1_"] for i in range(60) if f"{p}{i}" not in status]
     assert not missing, f"{len(missing)} updates lost"
     assert not [p for p in store.path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_run_over_the_hosts_time_limit_stops_cleanly_and_keeps_its_best_checkpoint(make_scheduler):
+    sched = make_scheduler(HostSettings(max_train_seconds=2.0))
+    run = sched.submit(TrainConfig(**{**TINY, "epochs": 30, "limit_train": 6000}), private(), "mnist")
+    wait_for(lambda: run.status()["status"] not in ACTIVE, 120, "the time limit")
+    status = run.status()
+    assert status["status"] == RunStatus.STOPPED and "limit of 2 s of training per run" in status["message"]
+    assert 2.0 <= status["train_seconds"] < 3.0
+    assert run.best_checkpoint.is_file() and run.evaluation() is not None
