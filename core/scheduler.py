@@ -24,8 +24,8 @@ import torch
 
 from core.config import TrainConfig
 from core.settings import HostSettings
-from core.store import ACTIVE, RESUMABLE, RunStatus, RunStore, list_runs
-from core.workspaces import LOCAL, all_runs, workspace_root
+from core.store import ACTIVE, RESUMABLE, RUN_ID, RunStatus, RunStore, list_runs
+from core.workspaces import LOCAL, all_workspaces, workspace_root
 
 TRAINING = frozenset({RunStatus.LOADING, RunStatus.RUNNING, RunStatus.EVALUATING})
 BUILTIN_TRAIN_SIZES = {"mnist": 60000, "fashion-mnist": 60000, "cifar10": 50000}
@@ -81,13 +81,14 @@ def turn_order(queued: Iterable[Entry], last_start: dict[str, float]) -> list[En
 class Scheduler:
     """Queue, quotas and worker processes of one server; `scheduler()` is the process's one instance."""
 
-    def __init__(self, settings: HostSettings | None = None, interval: float = 0.5) -> None:
+    def __init__(self, settings: HostSettings | None = None, interval: float = 1.0) -> None:
         self.settings = settings or HostSettings.load()
         self.interval = interval
         self._workers: dict[Path, subprocess.Popen] = {}
         self._stopping: set[Path] = set()
         self._rates: dict[str, float] = {}  # model -> samples/s of its latest run here, for time estimates
         self._served: dict[str, float] = {}  # workspace -> when its latest run started, for the turns
+        self._ended: dict[Path, int] = {}  # run folder -> status.json version when it was last seen not active
         self._entries: list[Entry] = []
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -121,14 +122,17 @@ class Scheduler:
                             pid=None, finished=time.time()):
             self._refresh_soon()
             return
-        status = store.status()
-        if status["status"] in ACTIVE and status.get("pid"):
-            with self._lock:
-                self._stopping.add(store.path)
-            try:
-                os.kill(status["pid"], signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        with self._lock:  # a launch holds this lock from claiming a run until its worker's pid is written
+            status = store.status()
+            pid = status.get("pid")
+            if status["status"] not in ACTIVE:
+                return
+            self._stopping.add(store.path)
+            if pid and pid > 1 and pid != os.getpid():  # never the server itself
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
 
     def entries(self) -> list[Entry]:
         """Every queued or training run of every workspace, as of the scheduler's last look (at most a second old)."""
@@ -203,22 +207,44 @@ class Scheduler:
                 for entry in waiting[: max(0, self._slots(device) - busy)]:
                     if self._launch(entry):
                         self._served[entry.workspace] = time.time()
-            self._entries = self._scan()
+                        entries = [e if e is not entry else (self._entry(e.store, e.workspace) or e) for e in entries]
+            self._entries = entries
 
     def _scan(self) -> list[Entry]:
+        """The active runs of every workspace. A run seen ended is read again only when its status.json changes."""
         found = []
-        for workspace, store in all_runs():
-            status = store.status()
-            if status["status"] not in ACTIVE:
-                continue
+        for workspace in all_workspaces():
+            root = workspace_root(workspace)
             try:
-                cfg = store.config()
-            except ValueError:
+                folders = [p for p in root.iterdir() if RUN_ID.fullmatch(p.name)]
+            except OSError:
                 continue
-            found.append(Entry(store, workspace, status["status"], device_kind(cfg), status.get("queued_at") or 0.0,
-                               status.get("started") or status.get("created") or 0.0, status.get("eta_seconds"),
-                               status.get("samples_per_second"), cfg))
+            for folder in folders:
+                try:
+                    version = (folder / "status.json").stat().st_mtime_ns
+                except OSError:
+                    continue
+                if self._ended.get(folder) == version:
+                    continue
+                entry = self._entry(RunStore(folder), workspace)
+                if entry is None:
+                    self._ended[folder] = version
+                else:
+                    self._ended.pop(folder, None)
+                    found.append(entry)
         return found
+
+    def _entry(self, store: RunStore, workspace: str) -> Entry | None:
+        status = store.status()
+        if status["status"] not in ACTIVE:
+            return None
+        try:
+            cfg = store.config()
+        except ValueError:
+            return None
+        return Entry(store, workspace, status["status"], device_kind(cfg), status.get("queued_at") or 0.0,
+                     status.get("started") or status.get("created") or 0.0, status.get("eta_seconds"),
+                     status.get("samples_per_second"), cfg)
 
     def _launch(self, entry: Entry) -> bool:
         """Start a worker for a queued run; False when another process took it first."""

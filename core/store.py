@@ -408,6 +408,17 @@ def run_row(store: RunStore) -> dict[str, Any]:
     }
 
 
+def intact(store: RunStore) -> bool:
+    """True when every file a page reads of this run (status, config, curves) is as this project writes it."""
+    if store.status()["status"] == RunStatus.DAMAGED:
+        return False
+    try:
+        store.config(), store.epochs(), store.steps()
+    except DamagedRun:
+        return False
+    return True
+
+
 def compare_configs(stores: list[RunStore]) -> tuple[dict[str, dict[str, Any]], set[str]]:
     """Each run's config by id, and the names of the settings that differ between them."""
     configs = {s.id: s.config().to_dict() for s in stores}

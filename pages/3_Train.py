@@ -11,7 +11,7 @@ from core.data import save_dataset
 from core.device import describe_device, resolve_device
 from core.metrics import smooth
 from core.scheduler import QuotaExceeded
-from core.store import ACTIVE, RunStatus, RunStore
+from core.store import ACTIVE, RunStatus, RunStore, intact, run_row
 from core.workspaces import uploads_dir
 from pages.lib import (
     RUN_KEY,
@@ -125,11 +125,12 @@ def curves(store: RunStore) -> None:
 
 run = shown_run()
 active = run is not None and run.status()["status"] in ACTIVE
+PROGRESS_EVERY, CURVES_EVERY = 1.0, 2.0  # seconds; the curves cost the browser most, so they redraw less often
 
 
-@st.fragment(run_every=1.0 if active else None)
+@st.fragment(run_every=PROGRESS_EVERY if active else None)
 def live(run: RunStore | None) -> None:
-    """The run's controls and curves, redrawn each second from its files while it is queued or training."""
+    """The run's controls and progress, redrawn from its files while it is queued or training."""
     status = run.status() if run is not None else None
     state = status["status"] if status else None
     start_col, stop_col, _ = st.columns([1, 1, 4])
@@ -147,6 +148,9 @@ def live(run: RunStore | None) -> None:
     if run is None:
         st.info("No run yet. Set things up on the Model page, or press Start to train with the defaults.")
         return
+    if not intact(run):
+        st.error(run_row(run)["message"])
+        return
     cfg = run.config()
     if state == RunStatus.QUEUED:
         place = jobs().place(run)
@@ -162,7 +166,7 @@ def live(run: RunStore | None) -> None:
                          f"about {status.get('eta_seconds') or 0:,.0f} s left · {status.get('device', '')}")
     elif state in ACTIVE:
         st.progress(0.0, text=status.get("message") or "Starting")
-    if state in (RunStatus.FAILED, RunStatus.DIVERGED, RunStatus.DAMAGED):
+    if state in (RunStatus.FAILED, RunStatus.DIVERGED):
         st.error(status.get("message"))
     elif state == RunStatus.INTERRUPTED:
         st.warning(f"{status.get('message')} The Runs page can resume it.")
@@ -172,13 +176,18 @@ def live(run: RunStore | None) -> None:
         st.page_link("pages/4_Results.py", label="Read the results", icon="🔍")
     else:
         st.caption(f"Run {run.id}: {status.get('message', '')}")
-    if file_version(run)[0]:
-        curves(run)
     if (state in ACTIVE) != active:
         st.rerun()  # the run started or ended: redraw the page once, so the polling follows
 
 
+@st.fragment(run_every=CURVES_EVERY if active else None)
+def live_curves(run: RunStore | None) -> None:
+    if run is not None and intact(run) and file_version(run)[0]:
+        curves(run)
+
+
 live(run)
+live_curves(run)
 interrupted = [s for s in my_runs() if s.status()["status"] == RunStatus.INTERRUPTED and s.has_training_state()]
 if interrupted:
     st.warning(f"{len(interrupted)} run{'s were' if len(interrupted) > 1 else ' was'} interrupted when its process stopped; "

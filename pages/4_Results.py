@@ -10,6 +10,7 @@ from core.data import DatasetUnavailable, ImageDataset
 from core.engine import load_result, resolve_dataset
 from core.importers import DataImportError
 from core.metrics import calibration, confident_mistakes, most_confused
+from core.store import intact
 from pages.lib import choose_run, image_row, intro, my_runs, pct, workspace
 
 st.set_page_config(page_title="Results · ConvNet Playground", page_icon="🔍", layout="wide")
@@ -25,7 +26,7 @@ def test_images(dataset: str) -> ImageDataset:
 
 
 workspace()
-stores = [s for s in my_runs() if s.evaluation() is not None]
+stores = [s for s in my_runs() if s.evaluation() is not None and intact(s)]
 if not stores:
     st.info("No finished run yet. Train a model first.")
     st.page_link("pages/3_Train.py", label="Go to Train", icon="📈")

@@ -13,7 +13,7 @@ from torchvision.transforms.v2 import functional as TF
 from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from core.drawing import ink_from_rgba, mnist_style
 from core.predict import image_to_tensor, predict_tensor
-from core.store import ACTIVE
+from core.store import ACTIVE, intact
 from pages.lib import choose_run, image_row, intro, my_runs, workspace
 
 st.set_page_config(page_title="Draw · ConvNet Playground", page_icon="✏️", layout="wide")
@@ -28,7 +28,7 @@ def cached_checkpoint(path: str, modified: float) -> Checkpoint:
 
 
 workspace()
-stores = [s for s in my_runs() if s.best_checkpoint.is_file() and s.status()["status"] not in ACTIVE]
+stores = [s for s in my_runs() if s.best_checkpoint.is_file() and s.status()["status"] not in ACTIVE and intact(s)]
 if not stores:
     st.info("No trained model yet: train one first (a short MNIST run is enough), then come back and draw.")
     st.page_link("pages/3_Train.py", label="Go to Train", icon="📈")

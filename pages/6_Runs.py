@@ -14,7 +14,7 @@ from core.data import DatasetUnavailable
 from core.engine import evaluate_checkpoint
 from core.export import import_checkpoint_zip, run_zip, standalone_script, to_onnx
 from core.scheduler import QuotaExceeded
-from core.store import RESUMABLE, RunStatus, compare_configs, delete_run, run_row
+from core.store import RESUMABLE, compare_configs, delete_run, intact, run_row
 from core.workspaces import LOCAL
 from pages.lib import RUN_KEY, intro, jobs, my_root, my_runs, pct, settings, workspace
 
@@ -71,10 +71,10 @@ st.caption(f"{len(shown)} of {len(rows)} runs; click column headers to sort, tic
            + (f" TensorBoard: `tensorboard --logdir {my_root()}`." if ws == LOCAL else ""))
 by_id = {s.id: s for s in stores}
 selected = [by_id[shown.iloc[i]["id"]] for i in event.selection.rows if i < len(shown)]
-damaged = [s for s in selected if s.status()["status"] == RunStatus.DAMAGED]
+damaged = [s for s in selected if not intact(s)]
 if damaged:
     store = damaged[0]
-    st.error(store.status()["message"])
+    st.error(run_row(store)["message"])
     with st.expander("🗑️ Delete this damaged run"):
         sure = st.checkbox(f"Yes, delete {store.id} for good")
         if st.button("Delete", type="primary", disabled=not sure):
