@@ -15,6 +15,7 @@ from pages.lib import BROWSER_KEY, my_runs, run_title, settings, workspace
 st.set_page_config(page_title="ConvNet Playground", page_icon="🧠", layout="wide")
 
 st.title("🧠 ConvNet Playground")
+ws = workspace()
 st.markdown(
     "Learn how convolutional networks train by training them yourself.  \n"
     "Pick a dataset, design a network and its hyperparameters, and watch it learn live.  \n"
@@ -26,7 +27,6 @@ left, right = st.columns(2)
 with left:
     st.subheader("Where it trains")
     st.metric("Device", describe_device(device))
-    ws = workspace()
     active = next((r for r in my_runs() if r.status()["status"] in ACTIVE), None)
     if active is not None:
         st.info(f"Run {run_title(active)}: {active.status().get('message', '')}")

@@ -46,7 +46,7 @@ from core.models import build_model, count_parameters
 from core.optim import build_optimizer, build_scheduler
 from core.preprocess import Normalizer, to_unit
 from core.recorders import RunRecorder, TensorBoardRecorder, fan_out
-from core.store import RESUMABLE, RunStatus, RunStore
+from core.store import RESUMABLE, RunStatus, RunStore, owner
 
 STEP_EVENTS_PER_EPOCH = 50  # about this many loss points per epoch for the live curves
 
@@ -176,15 +176,15 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     best_state = None
     if store.has_training_state():
         progress, result.epochs, result.steps, best_state = store.load_training_state(model, optimizer, scheduler, gen)
-        if progress["epoch"] >= cfg.epochs or (cfg.patience and progress["epochs_without_gain"] >= cfg.patience):
-            raise ValueError(f"Run {store.id} has already trained all its epochs; there is nothing to resume.")
+    # a run killed after its last epoch (while testing, say) has no epoch left: it goes straight to the test
+    trained_out = cfg.patience and progress["epochs_without_gain"] >= cfg.patience
     result.best_epoch = progress["best_epoch"]
     step, train_time, samples_seen = progress["step"], progress["train_time"], progress["samples_seen"]
     resumed = f" (resumed after epoch {progress['epoch']})" if progress["epoch"] else ""
     emit(StartEvent(result.device, result.params, total_steps, list(result.epochs), list(result.steps)))
     emit(StatusEvent(RunStatus.RUNNING, f"Training {cfg.model} on {result.device}{resumed}"))
 
-    for epoch in range(progress["epoch"] + 1, cfg.epochs + 1):
+    for epoch in range(progress["epoch"] + 1, cfg.epochs + 1 if not trained_out else 0):
         epoch_start = time.perf_counter()
         model.train()
         order = train_idx[torch.randperm(len(train_idx), device=device, generator=gen)]
@@ -335,7 +335,8 @@ def resume(store: RunStore, on_event: Callable[[Event], None] | None = None,
            stop: threading.Event | None = None, dataset: ImageDataset | None = None) -> TrainResult:
     """Continue an interrupted or stopped run from its last finished epoch, with its own saved config."""
     status = store.status()["status"]
-    if status not in RESUMABLE or not store.has_training_state():
+    if not store.has_training_state() or not store.transition(RESUMABLE, status=RunStatus.LOADING, **owner(),
+                                                              message="Resuming"):
         raise ValueError(f"Run {store.id} is {status}; only an interrupted, stopped or failed run "
                          f"with a finished epoch can be resumed.")
     return train(store.config(), on_event, stop, dataset, store)
@@ -365,7 +366,10 @@ def load_result(store: RunStore) -> TrainResult:
 def evaluate_checkpoint(store: RunStore, dataset: ImageDataset | None = None, device: str = "auto") -> None:
     """Write the test-set report of a run that has weights but no evaluation (an imported checkpoint)."""
     checkpoint = load_checkpoint(store.best_checkpoint)
-    data = dataset or resolve_dataset(checkpoint.meta["dataset"])
+    name = store.config().dataset
+    if dataset is None and name not in DATASETS:
+        raise DatasetUnavailable(f"it was trained on {name}, which this server does not have")
+    data = dataset or load_dataset(name)
     if list(data.input_shape) != checkpoint.meta["input_shape"] or data.num_classes != checkpoint.meta["num_classes"]:
         raise CheckpointError(f"This checkpoint does not fit {data.name}'s images or classes.")
     torch_device = resolve_device(device)

@@ -17,6 +17,7 @@ from torch import nn
 from core import augment, models, optim
 from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from core.config import TrainConfig
+from core.data import DATASETS
 from core.preprocess import Normalizer
 from core.store import RunStatus, RunStore, runs_dir
 
@@ -70,8 +71,15 @@ def import_checkpoint_zip(data: bytes, name: str, root: Path | None = None) -> R
                 except (zipfile.BadZipFile, OSError, EOFError) as exc:  # truncated or tampered members fail their CRC
                     raise CheckpointError(f"{name}: {member} is damaged ({exc}).") from exc
             checkpoint = load_checkpoint(Path(tmp) / "best.safetensors")
-            cfg = TrainConfig.from_dict(checkpoint.meta.get("config", {"model": checkpoint.meta["model"]}))
-            store = RunStore.create(cfg, checkpoint.meta["dataset"], root=root or runs_dir(), name=name[:120])
+            try:
+                cfg = TrainConfig.from_dict(checkpoint.meta.get("config") or {"model": checkpoint.meta["model"]}).validate()
+            except (TypeError, ValueError) as exc:
+                raise CheckpointError(f"{name}: best.json's config is not one this version can use ({exc}).") from None
+            # a zip names its dataset: only a built-in one is ever looked up, never a path on this machine
+            dataset = str(checkpoint.meta["dataset"])
+            cfg.dataset = dataset if dataset in DATASETS else f"{Path(dataset).name} (imported)"
+            store = RunStore.create(cfg, cfg.dataset, root=root or runs_dir(), name=name[:120],
+                                    status=RunStatus.IMPORTED, message=f"Imported from {name}", pid=None, pid_start=None)
             for member in ("best.safetensors", "best.json"):
                 (store.path / member).write_bytes((Path(tmp) / member).read_bytes())
     store.update_status(status=RunStatus.IMPORTED, message=f"Imported from {name}", checkpoint=str(store.best_checkpoint),

@@ -8,11 +8,10 @@ repeated or lost.
 
 from __future__ import annotations
 
-import os
 import time
 
 from core.events import EndEvent, EpochEvent, Event, StartEvent, StatusEvent, StepEvent, Subscriber
-from core.store import RunStatus, RunStore
+from core.store import RunStatus, RunStore, owner
 from core.tensorboard import TensorBoard
 
 LIVE_INTERVAL = 1.0  # seconds between writes of the live progress (steps.json and status.json)
@@ -31,10 +30,10 @@ class RunRecorder:
         if isinstance(event, StartEvent):
             self.epochs, self.steps = list(event.epochs), list(event.steps)
             self.store.write_metrics(self.epochs, self.steps)
-            self.store.update_status(status=RunStatus.RUNNING, pid=os.getpid(), device=event.device, params=event.params,
+            self.store.update_status(status=RunStatus.RUNNING, **owner(), device=event.device, params=event.params,
                                      total_steps=event.total_steps, epoch=len(self.epochs), started=time.time())
         elif isinstance(event, StatusEvent):
-            self.store.update_status(status=event.status, message=event.message, pid=os.getpid())
+            self.store.update_status(status=event.status, message=event.message, **owner())
         elif isinstance(event, StepEvent):
             self.steps.append({"epoch": event.epoch, "step": event.step, "loss": event.loss, "lr": event.lr})
             if time.monotonic() - self.last_write >= self.live_interval:

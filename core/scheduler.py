@@ -24,7 +24,7 @@ import torch
 
 from core.config import TrainConfig
 from core.settings import HostSettings
-from core.store import ACTIVE, RESUMABLE, RUN_ID, RunStatus, RunStore, list_runs
+from core.store import ACTIVE, RESUMABLE, RUN_ID, RunStatus, RunStore, list_runs, owner, process_alive
 from core.workspaces import LOCAL, all_workspaces, workspace_root
 
 TRAINING = frozenset({RunStatus.LOADING, RunStatus.RUNNING, RunStatus.EVALUATING})
@@ -84,11 +84,11 @@ class Scheduler:
     def __init__(self, settings: HostSettings | None = None, interval: float = 1.0) -> None:
         self.settings = settings or HostSettings.load()
         self.interval = interval
-        self._workers: dict[Path, subprocess.Popen] = {}
+        self._workers: list[tuple[Path, subprocess.Popen]] = []
         self._stopping: set[Path] = set()
         self._rates: dict[str, float] = {}  # model -> samples/s of its latest run here, for time estimates
         self._served: dict[str, float] = {}  # workspace -> when its latest run started, for the turns
-        self._ended: dict[Path, int] = {}  # run folder -> status.json version when it was last seen not active
+        self._ended: dict[Path, tuple[int, int]] = {}  # run folder -> status.json version when it was last seen not active
         self._entries: list[Entry] = []
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -99,19 +99,33 @@ class Scheduler:
     def submit(self, cfg: TrainConfig, workspace: str, dataset_name: str) -> RunStore:
         """Queue a new run for `workspace`; QuotaExceeded or ValueError (naming the value) when it cannot."""
         cfg.validate()
-        self._check_quotas(workspace, cfg, new_run=True)
-        store = RunStore.create(cfg, dataset_name, root=workspace_root(workspace), workspace=workspace, pid=None,
-                                queued_at=time.time(), message="Waiting for a free slot")
+        with self._lock:  # two tabs submitting at once both count against the quota
+            self._check_quotas(workspace, cfg, new_run=True)
+            store = RunStore.create(cfg, dataset_name, root=workspace_root(workspace), workspace=workspace, pid=None,
+                                    pid_start=None, queued_at=time.time(), message="Waiting for a free slot")
         self._refresh_soon()
         return store
+
+    def check_room(self, workspace: str) -> None:
+        """QuotaExceeded when `workspace` keeps as many runs as the host allows (before an import adds one)."""
+        kept = len(list_runs(workspace_root(workspace)))
+        if workspace != LOCAL and kept >= self.settings.max_runs_kept:
+            raise QuotaExceeded(f"Your workspace holds {kept} runs, the most this server keeps for each student: "
+                                f"delete some on the Runs page to add new ones.")
 
     def resume(self, store: RunStore, workspace: str) -> None:
         """Queue an interrupted, stopped or cancelled run to continue from its last finished epoch."""
         if not store.has_training_state():
             raise ValueError(f"Run {store.id} has no finished epoch to continue from.")
-        self._check_quotas(workspace, store.config(), new_run=False)
-        if not store.transition(RESUMABLE, status=RunStatus.QUEUED, pid=None, queued_at=time.time(), workspace=workspace,
-                                message="Waiting for a free slot to resume"):
+        limit = self.settings.max_train_seconds
+        if workspace != LOCAL and (store.status().get("train_seconds") or 0) >= limit:
+            raise QuotaExceeded(f"Run {store.id} has used this server's {limit:g} s of training per run, "
+                                f"so it cannot continue here.")
+        with self._lock:
+            self._check_quotas(workspace, store.config(), new_run=False)
+            resumed = store.transition(RESUMABLE, status=RunStatus.QUEUED, pid=None, pid_start=None, queued_at=time.time(),
+                                       workspace=workspace, message="Waiting for a free slot to resume")
+        if not resumed:
             raise ValueError(f"Run {store.id} is {store.status()['status']}; only an interrupted, stopped, failed or "
                              f"cancelled run can be resumed.")
         self._refresh_soon()
@@ -128,7 +142,7 @@ class Scheduler:
             if status["status"] not in ACTIVE:
                 return
             self._stopping.add(store.path)
-            if pid and pid > 1 and pid != os.getpid():  # never the server itself
+            if pid and pid > 1 and pid != os.getpid() and process_alive(pid, status.get("pid_start")):  # never the server
                 try:
                     os.kill(pid, signal.SIGTERM)
                 except ProcessLookupError:
@@ -176,7 +190,7 @@ class Scheduler:
         """End the thread and the workers it started (their runs read as interrupted); for tests and shutdown."""
         with self._lock:
             self._closed = True
-            workers = list(self._workers.values())
+            workers = [process for _, process in self._workers]
         self._wake.set()
         for process in workers:
             process.kill()
@@ -221,9 +235,10 @@ class Scheduler:
                 continue
             for folder in folders:
                 try:
-                    version = (folder / "status.json").stat().st_mtime_ns
+                    stat = (folder / "status.json").stat()  # every write is a new file: a new inode
                 except OSError:
                     continue
+                version = (stat.st_ino, stat.st_mtime_ns)
                 if self._ended.get(folder) == version:
                     continue
                 entry = self._entry(RunStore(folder), workspace)
@@ -238,9 +253,13 @@ class Scheduler:
         status = store.status()
         if status["status"] not in ACTIVE:
             return None
+        if status["status"] == RunStatus.QUEUED and status.get("pid") is not None:
+            return None  # made by a process that trains it itself (the command line) and has not started yet
         try:
             cfg = store.config()
-        except ValueError:
+        except ValueError as exc:
+            if status["status"] == RunStatus.QUEUED:
+                store.transition({RunStatus.QUEUED}, status=RunStatus.FAILED, message=str(exc), pid=None)
             return None
         return Entry(store, workspace, status["status"], device_kind(cfg), status.get("queued_at") or 0.0,
                      status.get("started") or status.get("created") or 0.0, status.get("eta_seconds"),
@@ -253,38 +272,37 @@ class Scheduler:
                                 message="Starting a worker process", started=time.time()):
             return False
         limit = self.settings.max_train_seconds if entry.workspace != LOCAL else 0
-        log = open(store.path / "worker.log", "ab")
+        threads = self.settings.threads_per_worker() if entry.device == "cpu" else 0
         try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "core.worker", str(store.path), "--max-seconds", str(limit), "--parent", str(os.getpid()),
-                 "--threads", str(self.settings.threads_per_worker() if entry.device == "cpu" else 0)],
-                cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            with open(store.path / "worker.log", "ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "core.worker", str(store.path), "--max-seconds", str(limit),
+                     "--parent", str(os.getpid()), "--threads", str(threads)],
+                    cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
             store.update_status(status=RunStatus.FAILED, message=f"Could not start a worker process: {exc}", pid=None)
             return False
-        finally:
-            log.close()
-        store.update_status(pid=process.pid)
-        self._workers[store.path] = process
+        store.update_status(**owner(process.pid))
+        self._workers.append((store.path, process))
         return True
 
     def _reap(self) -> None:
         """Collect ended workers (so their pids read as gone), and give a status to those that died without one."""
-        for path, process in list(self._workers.items()):
+        for path, process in list(self._workers):
             code = process.poll()
             if code is None:
                 continue
-            del self._workers[path]
+            self._workers.remove((path, process))
             store = RunStore(path)
             status = store.status()
             if path in self._stopping:
                 self._stopping.discard(path)
                 store.transition({RunStatus.INTERRUPTED}, status=RunStatus.STOPPED, pid=None,
                                  message="Stopped by request before training began.")
-            elif status["status"] == RunStatus.INTERRUPTED:
-                store.update_status(status=RunStatus.INTERRUPTED, pid=None,
-                                    message=f"The worker process ended unexpectedly (exit code {code}). "
-                                            f"Resume continues from the last finished epoch.")
+            else:  # only if still so: a Resume may have queued it again meanwhile
+                store.transition({RunStatus.INTERRUPTED}, status=RunStatus.INTERRUPTED, pid=None,
+                                 message=f"The worker process ended unexpectedly (exit code {code}). "
+                                         f"Resume continues from the last finished epoch.")
             if status.get("samples_per_second"):
                 try:
                     self._rates[store.config().model] = status["samples_per_second"]

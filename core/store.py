@@ -75,7 +75,22 @@ def runs_dir() -> Path:
     return Path(os.environ.get(RUNS_DIR_VAR, "runs"))
 
 
-def process_alive(pid: int | None) -> bool:
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, Linux); None where /proc cannot tell."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def owner(pid: int | None = None) -> dict[str, int | None]:
+    """The status fields naming the process that works on a run (this one by default): its pid and start time,
+    so that a later process given the same pid is not taken for it."""
+    pid = pid or os.getpid()
+    return {"pid": pid, "pid_start": process_start(pid)}
+
+
+def process_alive(pid: int | None, started: int | None = None) -> bool:
     if not pid:
         return False
     if pid == os.getpid():
@@ -86,7 +101,7 @@ def process_alive(pid: int | None) -> bool:
         return False
     except (PermissionError, OverflowError):
         return isinstance(pid, int) and pid > 0
-    return True
+    return started is None or process_start(pid) in (None, started)
 
 
 def read_json_file(path: Path, expect: type, default: Any = None) -> Any:
@@ -121,11 +136,17 @@ STATUS_FIELDS = {  # what each known field of status.json must be (None is alway
     "message": lambda v: isinstance(v, str), "name": lambda v: isinstance(v, str),
     "dataset": lambda v: isinstance(v, str), "workspace": lambda v: isinstance(v, str),
     "tags": lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v),
-    "pid": lambda v: _count(v) and 0 < v < 2**31,
+    "pid": lambda v: _count(v) and 0 < v < 2**31, "pid_start": _count,
     **{k: _number for k in ("created", "updated", "queued_at", "started", "finished", "train_seconds",
                             "samples_per_second", "eta_seconds", "test_accuracy", "best_val_accuracy")},
     **{k: _count for k in ("epoch", "step", "total_steps", "best_epoch", "params")},
 }
+
+
+def _is_epoch(e: Any) -> bool:
+    """An epochs.json entry with every field the pages read."""
+    return (isinstance(e, dict) and _count(e.get("epoch")) and all(_number(e.get(k)) for k in ("train_loss", "train_accuracy", "lr"))
+            and all(e.get(k) is None or _number(e[k]) for k in ("val_loss", "val_accuracy")))
 
 
 def check_status(raw: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +206,7 @@ class RunStore:
             write_json(store.path / "config.json", cfg.to_dict())
             write_json(store.path / "status.json", {
                 "status": RunStatus.QUEUED, "message": "Waiting to start", "name": "", "tags": [],
-                "dataset": dataset_name, "created": time.time(), "updated": time.time(), "pid": os.getpid(), **status,
+                "dataset": dataset_name, "created": time.time(), "updated": time.time(), **owner(), **status,
             })
         except OSError as exc:
             raise ValueError(f"Cannot write a run into {store.path}: {exc.strerror or exc}.") from None
@@ -230,7 +251,8 @@ class RunStore:
             return {"status": RunStatus.DAMAGED, "message": f"This run is damaged: {exc}", "name": "", "tags": [],
                     "created": self._mtime()}
         waiting_for_a_worker = status["status"] == RunStatus.QUEUED and status.get("pid") is None
-        if status["status"] in ACTIVE and not waiting_for_a_worker and not process_alive(status.get("pid")):
+        if status["status"] in ACTIVE and not waiting_for_a_worker and not process_alive(status.get("pid"),
+                                                                                          status.get("pid_start")):
             status["status"] = RunStatus.INTERRUPTED
             status["message"] = "The process training this run stopped before it finished. Resume continues from its last epoch."
         return status
@@ -267,14 +289,15 @@ class RunStore:
 
     def epochs(self) -> list[dict]:
         epochs = read_json_file(self.path / "epochs.json", list, [])
-        if not all(isinstance(e, dict) and _count(e.get("epoch")) for e in epochs):
+        if not all(_is_epoch(e) for e in epochs):
             raise DamagedRun("epochs.json holds an entry that is not an epoch's metrics.")
         return epochs
 
     def steps(self) -> list[dict]:
         steps = read_json_file(self.path / "steps.json", list, [])
-        if not all(isinstance(s, dict) and _count(s.get("step")) and _number(s.get("loss")) for s in steps):
-            raise DamagedRun("steps.json holds an entry that is not a step's loss.")
+        if not all(isinstance(s, dict) and _count(s.get("epoch")) and _count(s.get("step")) and _number(s.get("loss"))
+                   and _number(s.get("lr")) for s in steps):
+            raise DamagedRun("steps.json holds an entry that is not a step's loss and learning rate.")
         return steps
 
     # --- checkpoints -------------------------------------------------------

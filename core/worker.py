@@ -28,11 +28,14 @@ from core.importers import DataImportError
 from core.store import DamagedRun, RunStatus, RunStore
 
 
-def exit_with(parent: int) -> None:
-    """End this process as soon as `parent` is no longer its parent (the server died or was stopped)."""
+def exit_with(parent: int, store: RunStore) -> None:
+    """End this process as soon as `parent` is no longer its parent (the server died or was stopped),
+    leaving the run interrupted: resumable from its last finished epoch."""
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
+        store.update_status(status=RunStatus.INTERRUPTED, pid=None, message="The server stopped while this run trained. "
+                            "Resume continues from its last finished epoch.")
         os._exit(3)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
@@ -48,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     stop = stop_on_sigterm()
-    if args.parent:
-        exit_with(args.parent)
     store = RunStore(Path(args.run_dir))
+    if args.parent:
+        exit_with(args.parent, store)
     try:
         train(store.config(), stop=stop, store=store, max_seconds=args.max_seconds or None)
     except torch.cuda.OutOfMemoryError:

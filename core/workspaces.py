@@ -15,6 +15,7 @@ import re
 import secrets
 from pathlib import Path
 
+from core.data import DATASETS
 from core.store import RunStore, list_runs, runs_dir
 
 LOCAL = "local"
@@ -50,6 +51,17 @@ def workspace_root(workspace: str) -> Path:
 def uploads_dir(workspace: str) -> Path:
     """Where a workspace keeps its uploaded datasets (not a run: run ids cannot start with '_')."""
     return workspace_root(workspace) / "_uploads"
+
+
+def may_read_dataset(workspace: str, dataset: str) -> bool:
+    """Whether a run of `workspace` may load `dataset`: a built-in one, the workspace's own uploads, and (in the
+    local workspace, the machine's owner) any path on this machine."""
+    if dataset in DATASETS or workspace == LOCAL:
+        return True
+    try:
+        return Path(dataset).resolve().parent == uploads_dir(workspace).resolve()
+    except (OSError, ValueError):
+        return False
 
 
 def all_workspaces() -> list[str]:

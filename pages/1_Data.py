@@ -35,6 +35,7 @@ from pages.lib import (
 st.set_page_config(page_title="Data · ConvNet Playground", page_icon="🖼️", layout="wide")
 st.title("🖼️ Data")
 intro("Look at the images before you train on them: samples, class balance, average images, intensities and augmentations.")
+ws = workspace()
 
 # The radio has its own key: Streamlit forgets a widget's state on pages that do not draw it,
 # and the choice must outlive a visit to another page.
@@ -48,7 +49,7 @@ if chosen_dataset_name() == UPLOAD:
         "A CSV in the mnist_train.csv layout (label, then 784 pixels per row) or a .zip of an image folder with one sub-folder per class",
         type=["csv", "zip"])
     limit_mb = settings().max_upload_mb
-    if upload is not None and workspace() != LOCAL and upload.size > limit_mb << 20:
+    if upload is not None and ws != LOCAL and upload.size > limit_mb << 20:
         st.error(f"{upload.name} is {upload.size / 2**20:,.1f} MB; this server takes uploads of up to {limit_mb} MB. "
                  f"Nothing was loaded.")
     elif upload is not None and st.session_state.get("user_upload_id") != upload.file_id:

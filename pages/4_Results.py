@@ -11,6 +11,7 @@ from core.engine import load_result, resolve_dataset
 from core.importers import DataImportError
 from core.metrics import calibration, confident_mistakes, most_confused
 from core.store import intact
+from core.workspaces import may_read_dataset
 from pages.lib import choose_run, image_row, intro, my_runs, pct, workspace
 
 st.set_page_config(page_title="Results · ConvNet Playground", page_icon="🔍", layout="wide")
@@ -25,7 +26,7 @@ def test_images(dataset: str) -> ImageDataset:
     return resolve_dataset(dataset)
 
 
-workspace()
+ws = workspace()
 stores = [s for s in my_runs() if s.evaluation() is not None and intact(s)]
 if not stores:
     st.info("No finished run yet. Train a model first.")
@@ -37,18 +38,24 @@ r = load_result(store)
 
 a, b, c, d, e = st.columns(5)
 a.metric("Test accuracy", pct(r.test_accuracy))
-b.metric("Test loss", f"{r.test_loss:.4f}")
+b.metric("Test loss", f"{r.test_loss:.4f}" if r.test_loss is not None else "–")
 c.metric("Best epoch", r.best_epoch if r.best_epoch is not None else "–", help="By validation accuracy")
 d.metric("Training time", f"{r.train_seconds:,.1f} s")
 e.metric("Samples per second", f"{r.samples_per_second:,.0f}")
 st.caption(f"{r.message} {r.params:,} parameters, trained on {r.device}.")
 
 data = None
-try:
-    data = test_images(r.config["dataset"])
-except (DatasetUnavailable, DataImportError) as exc:
-    st.warning(f"The test images are not available, so no mistakes are shown: {exc}")
+if not may_read_dataset(ws, r.config["dataset"]):
+    st.info(f"This run was trained on {r.config['dataset']}, which is not in your workspace, so no mistakes are shown.")
+else:
+    try:
+        data = test_images(r.config["dataset"])
+    except (DatasetUnavailable, DataImportError) as exc:
+        st.warning(f"The test images are not available, so no mistakes are shown: {exc}")
 probs, labels = r.test_probabilities, r.test_labels
+if probs is None:
+    st.warning("This run's test predictions are missing or damaged, so only its summary is shown.")
+    st.stop()
 predicted = probs.argmax(1)
 names = r.class_names
 

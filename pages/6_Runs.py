@@ -31,6 +31,7 @@ with st.expander("⬆️ Upload a checkpoint zip (from another machine's Runs pa
         st.error(f"{upload.name} is {upload.size / 2**20:,.1f} MB; this server takes uploads of up to {limit_mb} MB.")
     elif upload is not None and st.session_state.get("_imported") != upload.file_id:
         try:
+            jobs().check_room(ws)
             store = import_checkpoint_zip(upload.getvalue(), upload.name, root=my_root())
             st.session_state["_imported"] = upload.file_id
             try:
@@ -38,7 +39,7 @@ with st.expander("⬆️ Upload a checkpoint zip (from another machine's Runs pa
                 st.success(f"Imported as {store.id} and evaluated on its test set: open it in Results or Draw.")
             except (DatasetUnavailable, CheckpointError, ValueError) as exc:
                 st.info(f"Imported as {store.id}; it can draw, but has no test evaluation here ({exc}).")
-        except (CheckpointError, ValueError) as exc:
+        except (CheckpointError, QuotaExceeded, ValueError) as exc:
             st.error(f"Refused: {exc}")
 
 stores = my_runs()
@@ -78,8 +79,11 @@ if damaged:
     with st.expander("🗑️ Delete this damaged run"):
         sure = st.checkbox(f"Yes, delete {store.id} for good")
         if st.button("Delete", type="primary", disabled=not sure):
-            delete_run(store)
-            st.rerun()
+            try:
+                delete_run(store)
+                st.rerun()
+            except (ValueError, OSError) as exc:
+                st.error(f"Nothing was deleted: {exc}")
     st.stop()
 if not selected:
     st.info("Select one run to act on it, or several to compare their curves and configs.")
@@ -135,8 +139,11 @@ with st.form("rename"):
     name = st.text_input("Name", value=status.get("name", ""))
     tags = st.text_input("Tags (comma-separated)", value=", ".join(status.get("tags", [])))
     if st.form_submit_button("Save name and tags"):
-        store.update_status(name=name.strip()[:200], tags=[t.strip()[:50] for t in tags.split(",") if t.strip()][:20])
-        st.rerun()
+        try:
+            store.update_status(name=name.strip()[:200], tags=[t.strip()[:50] for t in tags.split(",") if t.strip()][:20])
+            st.rerun()
+        except OSError:
+            st.error(f"Run {store.id} is no longer here (deleted in another tab?).")
 
 st.markdown("**Export**")
 zip_col, onnx_col, script_col = st.columns(3)
@@ -163,5 +170,5 @@ with st.expander("🗑️ Delete this run"):
         try:
             delete_run(store)
             st.rerun()
-        except ValueError as exc:
-            st.error(str(exc))
+        except (ValueError, OSError) as exc:
+            st.error(f"Nothing was deleted: {exc}")

@@ -80,5 +80,8 @@ if stop_col.button("⏹️ Stop this run", disabled=status["status"] not in ACTI
     st.success(f"Asked {store.id} to stop.")
 sure = delete_col.checkbox(f"Yes, delete {store.id} for good")
 if delete_col.button("🗑️ Delete this run", disabled=not sure or status["status"] in ACTIVE):
-    delete_run(store)
-    st.rerun()
+    try:
+        delete_run(store)
+        st.rerun()
+    except (ValueError, OSError) as exc:  # it started again, or went, since this page was drawn
+        st.error(f"Nothing was deleted: {exc}")

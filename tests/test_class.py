@@ -13,7 +13,7 @@ import signal
 import time
 
 import pytest
-from browser import go_to, new_visitor, running_app, set_numbers
+from browser import go_to, launch_chromium, new_visitor, running_app, set_numbers
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
@@ -38,9 +38,7 @@ def test_three_students_and_a_teacher_share_one_server(mnist, tmp_path):
     env = {"PLAYGROUND_RUNS_DIR": str(tmp_path / "runs"), "PLAYGROUND_WORKSPACES": "private",
            "PLAYGROUND_TEACHER_KEY": TEACHER_KEY}
     with running_app(env) as app, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                                          "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(p)
         a, b, c, teacher = (new_visitor(browser, 120_000) for _ in range(4))
 
         configure(a, app.url, "30", "20000")
@@ -78,6 +76,10 @@ def test_three_students_and_a_teacher_share_one_server(mnist, tmp_path):
         a.get_by_text(re.compile("Stopped by request")).wait_for()
         b.get_by_text(re.compile(r"Test accuracy \d")).wait_for(timeout=180_000)  # then B trains
         c.get_by_text(re.compile(r"Test accuracy \d")).wait_for(timeout=180_000)  # then C
+        c_key = next(cookie["value"] for cookie in c.context.cookies() if cookie["name"] == "playground_workspace")
+        a.goto(f"{app.url}/Train?workspace={c_key}")  # C's link, opened by A: A is asked, not moved
+        a.get_by_text("This link opens another workspace").wait_for()
+        a.get_by_text(re.compile("Stopped by request")).wait_for()  # still A's own run
         for page in (a, b, c, teacher):
             assert page.get_by_text("Traceback").count() == 0
         browser.close()
@@ -86,9 +88,7 @@ def test_three_students_and_a_teacher_share_one_server(mnist, tmp_path):
 def test_a_cold_server_serves_every_first_visit_without_an_error(mnist, tmp_path):
     env = {"PLAYGROUND_RUNS_DIR": str(tmp_path / "runs")}
     with running_app(env) as app, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                                          "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(p)
         pages = {path: new_visitor(browser, 120_000) for path in ("", "Train", "Runs", "Data", "Results", "Model")}
         for path, page in pages.items():  # all at once: none waits for another to render
             page.goto(f"{app.url}/{path}", wait_until="commit")
@@ -108,9 +108,7 @@ def test_a_killed_worker_leaves_the_server_serving_and_the_run_resumable(mnist, 
 
     env = {"PLAYGROUND_RUNS_DIR": str(tmp_path / "runs")}
     with running_app(env) as app, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                                          "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(p)
         page = new_visitor(browser, 120_000)
         configure(page, app.url, "3", "9000")
         start(page)

@@ -104,3 +104,20 @@ def test_exported_script_trains_with_plain_torch(tmp_path, mnist):
 def test_script_export_refuses_user_data():
     with pytest.raises(ValueError, match="built-in dataset"):
         standalone_script(TrainConfig(dataset="/home/me/digits.csv"), "x")
+
+
+def test_an_imported_zip_never_names_a_path_on_this_machine_as_its_data(finished_run, tmp_path):
+    import json
+
+    from core.data import DatasetUnavailable
+
+    store, _ = finished_run
+    meta = json.loads(store.best_checkpoint.with_suffix(".json").read_text())
+    meta["dataset"] = meta["config"]["dataset"] = str(tmp_path / "someone-elses" / "upload.dataset.safetensors")
+    members = {"best.safetensors": store.best_checkpoint.read_bytes(), "best.json": json.dumps(meta).encode()}
+    first = import_checkpoint_zip(_zip(members), "run.zip", tmp_path / "runs")
+    second = import_checkpoint_zip(_zip(members), "run.zip", tmp_path / "runs")  # same name, same second
+    assert first.path != second.path
+    assert first.config().dataset == "upload.dataset.safetensors (imported)"
+    with pytest.raises(DatasetUnavailable, match="which this server does not have"):
+        evaluate_checkpoint(first)

@@ -139,3 +139,31 @@ def test_runs_command_line_lists_shows_exports_and_deletes(small_mnist, tmp_path
     assert runs_cli.main(["delete", run_id, "--yes"]) == 0 and not Path(result.run_dir).exists()
     assert runs_cli.main(["show", "no-such-run"]) == 1
     assert "No run 'no-such-run'" in capsys.readouterr().err
+
+
+def test_a_run_killed_after_its_last_epoch_resumes_straight_to_its_test(small_mnist, tmp_path):
+    from core.engine import resume
+
+    cfg = TrainConfig(epochs=1, batch_size=64, limit_train=640, device="cpu", run_dir=str(tmp_path / "r"))
+    first = train(cfg, dataset=small_mnist)
+    store = RunStore(tmp_path / "r")
+    (store.path / "evaluation.json").unlink()  # as if killed while testing: the last epoch is on disk, no test yet
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store.update_status(status="evaluating", pid=int(dead.stdout), pid_start=None)
+    assert store.status()["status"] == "interrupted"
+    again = resume(store, dataset=small_mnist)
+    assert again.status == "finished" and again.test_accuracy == first.test_accuracy
+    assert [e["epoch"] for e in store.epochs()] == [1] and store.evaluation() is not None
+
+
+def test_a_process_that_reuses_a_dead_runs_pid_is_not_taken_for_its_trainer(tmp_path):
+    from core.store import owner, process_alive
+
+    me = owner()
+    assert process_alive(me["pid"], me["pid_start"])
+    parent = os.getppid()
+    started = owner(parent)["pid_start"]
+    assert process_alive(parent, started) and not process_alive(parent, started + 1)
+    store = RunStore.create(TrainConfig(), "mnist", tmp_path / "r")
+    store.update_status(status="running", pid=parent, pid_start=started + 1)  # the pid is alive, but another process
+    assert store.status()["status"] == "interrupted"

@@ -167,3 +167,10 @@ def test_a_run_over_the_hosts_time_limit_stops_cleanly_and_keeps_its_best_checkp
     assert status["status"] == RunStatus.STOPPED and "limit of 2 s of training per run" in status["message"]
     assert 2.0 <= status["train_seconds"] < 3.0
     assert run.best_checkpoint.is_file() and run.evaluation() is not None
+
+
+def test_the_scheduler_never_takes_a_run_that_its_own_process_will_train(make_scheduler):
+    cli_run = RunStore.create(TrainConfig(**TINY), "mnist")  # as core.train makes it: queued, with its own live pid
+    sched = make_scheduler(HostSettings())
+    sched._tick()
+    assert cli_run.status()["status"] == RunStatus.QUEUED and not sched._workers

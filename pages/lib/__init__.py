@@ -53,27 +53,33 @@ def settings() -> HostSettings:
 
 def workspace() -> str:
     """This visitor's workspace: the signed-in user's, the local one (a laptop), or an anonymous browser's.
+    Each page calls it once, near its top (it may draw a notice); helpers read the session's value.
 
     The host decides with PLAYGROUND_WORKSPACES: `auto` (default) gives visitors on this machine the local
     workspace, which the command line shares, and everyone else a private one; `private` gives everyone a
     private one; `local` gives everyone the local one. A private workspace's key lives in a cookie, so it
     survives reloads and restarts; `?workspace=KEY` moves it to another browser.
     """
-    if WORKSPACE_KEY in st.session_state:
-        return st.session_state[WORKSPACE_KEY]
+    if WORKSPACE_KEY not in st.session_state:
+        st.session_state[WORKSPACE_KEY] = _find_workspace()
+    key = st.session_state.get(BROWSER_KEY)
+    if key and key != st.context.cookies.get(COOKIE):  # the browser does not hold this session's key yet
+        _remember_key(data={"key": key}, key="remember_workspace")
+    _offer_linked_workspace()
+    return st.session_state[WORKSPACE_KEY]
+
+
+def _find_workspace() -> str:
     mode = settings().workspaces
     if _login_configured():
         if not st.user.is_logged_in:
             st.info("Sign in to see your own runs.")
             st.button("Sign in", on_click=st.login, type="primary")
             st.stop()
-        ws = workspace_for_user(str(st.user.get("sub") or st.user.get("email")))
-    elif mode == "local" or (mode == "auto" and not _remote_address()):
-        ws = LOCAL
-    else:
-        ws = _browser_workspace()
-    st.session_state[WORKSPACE_KEY] = ws
-    return ws
+        return workspace_for_user(str(st.user.get("sub") or st.user.get("email")))
+    if mode == "local" or (mode == "auto" and not _remote_address()):
+        return LOCAL
+    return _browser_workspace()
 
 
 def _remote_address() -> str | None:
@@ -90,31 +96,53 @@ def _login_configured() -> bool:
 
 
 def _browser_workspace() -> str:
-    """The workspace of the key in the link, the cookie, or a new key (then stored in a cookie)."""
-    linked = st.query_params.get("workspace")
-    if linked is not None:
+    """The workspace of this browser's cookie, else of the key in the link, else a new one (kept in a cookie).
+
+    A link never silently replaces a workspace the browser already has: it offers to switch.
+    """
+    linked = _valid_key(st.query_params.get("workspace"))
+    if "workspace" in st.query_params:
         del st.query_params["workspace"]
-    for key, source in ((linked, "link"), (st.context.cookies.get(COOKIE), "cookie")):
-        if key:
-            try:
-                ws = workspace_for_key(key)
-            except ValueError:
-                if source == "link":
-                    st.warning("That workspace link is not valid, so this browser keeps its own workspace.")
-                continue
-            st.session_state[BROWSER_KEY] = key
-            if source == "link":
-                _remember_key(data={"key": key}, key="remember_workspace")
-            return ws
-    key = new_browser_key()
+        if linked is None:
+            st.warning("That workspace link is not valid, so this browser keeps its own workspace.")
+    own = _valid_key(st.context.cookies.get(COOKIE))
+    if own and linked and linked != own:
+        st.session_state["_offered_key"] = linked
+    key = own or linked or new_browser_key()
     st.session_state[BROWSER_KEY] = key
-    _remember_key(data={"key": key}, key="remember_workspace")
     return workspace_for_key(key)
+
+
+def _offer_linked_workspace() -> None:
+    """After opening a workspace link in a browser that has a workspace of its own: switch only if asked."""
+    offered = st.session_state.get("_offered_key")
+    if not offered:
+        return
+    st.warning("This link opens another workspace than this browser's own. Your own key is on the Home page: "
+               "keep it to come back.")
+    if st.button("Switch to the linked workspace"):
+        st.session_state.update({BROWSER_KEY: offered, WORKSPACE_KEY: workspace_for_key(offered), "_offered_key": None})
+        st.rerun()
+
+
+def _valid_key(key: str | None) -> str | None:
+    if not key:
+        return None
+    try:
+        workspace_for_key(key)
+        return key
+    except ValueError:
+        return None
+
+
+def my_workspace() -> str:
+    """The workspace the page found (workspace() when the page has not called it yet)."""
+    return st.session_state.get(WORKSPACE_KEY) or workspace()
 
 
 def my_root():
     """Where this visitor's runs live."""
-    return workspace_root(workspace())
+    return workspace_root(my_workspace())
 
 
 def my_runs() -> list[RunStore]:
