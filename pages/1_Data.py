@@ -4,9 +4,10 @@ import core  # noqa: F401  (first: one complete import of torch and torchvision,
 
 import plotly.graph_objects as go
 import streamlit as st
+import torch
 
 from core.augment import AUGMENTATIONS, DESCRIPTIONS
-from core.data import DATASETS
+from core.data import DATASETS, ImageDataset
 from core.explore import (
     augmentation_preview,
     class_balance,
@@ -63,6 +64,25 @@ if chosen_dataset_name() == UPLOAD:
 data = chosen_dataset()
 if data is None:
     st.stop()
+# what the page derives depends on the dataset only: computed once per server and shared by every visitor
+data_key = st.session_state.get("user_upload_id", "") if chosen_dataset_name() == UPLOAD else data.name
+
+
+@st.cache_data(max_entries=16, show_spinner="Computing the dataset's statistics…")
+def statistics(key: str, _data: ImageDataset) -> tuple[torch.Tensor, tuple[list[float], list[list[int]]]]:
+    """Mean image of each class and the pixel histogram of the training set (`key` names the dataset)."""
+    return mean_images(_data), pixel_histogram(_data)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def balance(key: str, _data: ImageDataset, val_split: float, seed: int) -> dict[str, list[int]]:
+    return class_balance(_data, val_split, seed)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def per_class_examples(key: str, _data: ImageDataset) -> list[torch.Tensor]:
+    return examples_per_class(_data.train_labels, _data.num_classes, 8, seed=1)
+
 
 cfg = current_config()
 c, h, w = data.input_shape
@@ -81,22 +101,22 @@ with samples_tab:
         image_row(data.train_images[chunk], [data.class_names[data.train_labels[i]] for i in chunk])
 
 with classes_tab:
-    per_class = examples_per_class(data.train_labels, data.num_classes, 8, seed=1)
+    per_class = per_class_examples(data_key, data)
     for k, name in enumerate(data.class_names):
         st.markdown(f"**{name}**")
         image_row(data.train_images[per_class[k]], [""] * len(per_class[k]), width=56)
 
 with stats_tab:
-    balance = class_balance(data, cfg.val_split, cfg.seed)
-    fig = go.Figure([go.Bar(name=split, x=list(data.class_names), y=counts) for split, counts in balance.items()])
+    counts_by_split = balance(data_key, data, cfg.val_split, cfg.seed)
+    fig = go.Figure([go.Bar(name=split, x=list(data.class_names), y=counts) for split, counts in counts_by_split.items()])
     fig.update_layout(barmode="group", title=f"Images per class (validation: {cfg.val_split:.0%} of train, seed {cfg.seed})",
                       yaxis_title="images", height=360, margin=dict(t=50, b=10))
     st.plotly_chart(fig, width="stretch")
 
     st.markdown("**The mean image of each class**")
-    image_row(mean_images(data), list(data.class_names), width=56)
+    means, (centres, counts) = statistics(data_key, data)
+    image_row(means, list(data.class_names), width=56)
 
-    centres, counts = pixel_histogram(data)
     colours = ["#334155"] if len(counts) == 1 else ["#DC2626", "#16A34A", "#2563EB"]
     names = ["grey"] if len(counts) == 1 else ["red", "green", "blue"]
     hist = go.Figure([go.Bar(x=centres, y=n, name=name, marker_color=col, opacity=0.7)

@@ -31,6 +31,7 @@ st.title("🧩 Model and hyperparameters")
 intro("Choose a network and how to train it; its layer table and learning-rate schedule update before any training.")
 
 PREFIX = "hp_"  # widget keys: hp_<TrainConfig field>
+cached_layer_table = st.cache_data(max_entries=128, show_spinner=False)(layer_table)  # once per server and model
 
 
 def apply_recipe(name: str) -> None:
@@ -151,7 +152,7 @@ st.divider()
 table_col, lr_col = st.columns([1, 1])
 with table_col:
     st.subheader(f"{new_cfg.model} on {dataset_title(data.name)}")
-    rows, totals = layer_table(new_cfg.model, data.input_shape, data.num_classes,
+    rows, totals = cached_layer_table(new_cfg.model, data.input_shape, data.num_classes,
                                tuple(new_cfg.hidden) if new_cfg.model == "mlp" else None)
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=min(560, 38 + 35 * len(rows)),
                  column_config={"parameters": st.column_config.NumberColumn(format="localized")})

@@ -7,11 +7,13 @@ computations stay in `core`.
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Sequence
 
 import numpy as np
 import streamlit as st
 import torch
+from PIL import Image
 
 from core.config import TrainConfig
 from core.data import DATASETS, DatasetUnavailable, ImageDataset, load_dataset
@@ -211,10 +213,18 @@ def to_display(images: torch.Tensor) -> list[np.ndarray]:
 
 
 def image_row(images: torch.Tensor, captions: Sequence[str], width: int = 64) -> None:
-    """Show images side by side, each with its caption, upscaled without blurring."""
+    """Show images side by side, each with its caption, upscaled without blurring to the size shown."""
     cols = st.columns(max(1, len(captions)))
     for col, array, caption in zip(cols, to_display(images), captions):
-        col.image(_upscale(array, width), caption=caption)
+        col.image(_png(array, width), caption=caption, width=width)
+
+
+@st.cache_data(max_entries=4096, show_spinner=False)
+def _png(array: np.ndarray, width: int) -> bytes:
+    """One image as PNG at its display size, encoded once per server for every visitor who sees it."""
+    buffer = io.BytesIO()
+    Image.fromarray(_upscale(array, width)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _upscale(array: np.ndarray, width: int) -> np.ndarray:
