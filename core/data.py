@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,11 +197,15 @@ def _load_cached(name: str, root: str) -> ImageDataset:
     )
 
 
+_LOADING = threading.Lock()  # visitors arriving together wait for one load instead of each making a copy
+
+
 def load_dataset(name: str, root: Path | str | None = None) -> ImageDataset:
-    """Load a built-in dataset by name; a second call in the same process is free."""
+    """Load a built-in dataset by name; a second call in the same process (any thread) is free."""
     if name not in DATASETS:
         raise DatasetUnavailable(f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
-    return _load_cached(name, str(Path(root or data_dir()).resolve()))
+    with _LOADING:
+        return _load_cached(name, str(Path(root or data_dir()).resolve()))
 
 
 def train_val_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
