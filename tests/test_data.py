@@ -163,3 +163,18 @@ def test_validation_split_is_seeded_and_disjoint():
     assert len(val_a) == 100 and len(train_a) == 900
     assert set(train_a.tolist()).isdisjoint(val_a.tolist())
     assert sorted(train_a.tolist() + val_a.tolist()) == list(range(1000))
+
+
+def test_visitors_arriving_together_share_one_load_of_a_dataset(mnist):
+    import threading
+
+    from core.data import _load_cached, load_dataset
+
+    _load_cached.cache_clear()
+    loaded = []
+    threads = [threading.Thread(target=lambda: loaded.append(load_dataset("mnist"))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loaded) == 4 and all(d is loaded[0] for d in loaded)  # one copy in memory, not four
