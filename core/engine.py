@@ -42,7 +42,7 @@ from core.metrics import (
     loss_and_accuracy,
     predict_probabilities,
 )
-from core.models import build_model, count_parameters
+from core.models import build_model, check_fits, count_parameters
 from core.optim import build_optimizer, build_scheduler
 from core.preprocess import Normalizer, to_unit
 from core.recorders import RunRecorder, TensorBoardRecorder, fan_out
@@ -128,6 +128,8 @@ def train(
     (resumed epochs included) end the run as stopped, with its best checkpoint.
     """
     cfg.validate()
+    if dataset is not None:  # refused before a run folder exists
+        check_fits(cfg.model, dataset.input_shape, dataset.num_classes, cfg.hidden)
     stop = stop or Stop()
     store = store or RunStore.create(cfg, dataset.name if dataset else Path(cfg.dataset).name, cfg.run_dir)
     emit = fan_out([RunRecorder(store), TensorBoardRecorder(store), on_event])

@@ -105,6 +105,13 @@ def calibration(probabilities: torch.Tensor, labels: torch.Tensor, bins: int = 1
     return {"bins": rows, "ece": float(ece)}
 
 
+def thinned(n: int, most: int = 800) -> list[int]:
+    """Indices of at most `most` evenly spread points of n, first and last included: a chart shows no more."""
+    if n <= most:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (most - 1)) for i in range(most)})
+
+
 def smooth(values: list[float], weight: float = 0.9) -> list[float]:
     """TensorBoard's smoothing: an exponential moving average, debiased at the start."""
     out, avg = [], 0.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 Shape = tuple[int, int, int]
@@ -149,6 +150,25 @@ def build_model(name: str, shape: Shape, num_classes: int, init: str = "default"
     if INITS[init] is not None:
         model.apply(INITS[init])
     return model
+
+
+def check_fits(name: str, shape: Shape, num_classes: int, hidden: tuple[int, ...] | None = None) -> None:
+    """ValueError, naming the model, the image shape and the models that would take it, unless registry model
+    `name` takes images of `shape`: checked with one forward pass of a blank image, before any run exists."""
+    def fits(model_name: str) -> bool:
+        try:
+            with torch.no_grad():
+                model = build_model(model_name, shape, num_classes, hidden=hidden).eval()
+                return tuple(model(torch.zeros(1, *shape)).shape) == (1, num_classes)
+        except (RuntimeError, ValueError, ZeroDivisionError):
+            return False
+
+    if fits(name):
+        return
+    others = [m for m in MODELS if m != name and fits(m)]
+    c, h, w = shape
+    raise ValueError(f"{name} cannot take images of {c} x {h} x {w} pixels"
+                     + (f"; {', '.join(others)} can." if others else "; no model of this app can."))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -9,7 +9,8 @@ import streamlit as st
 
 from core.data import save_dataset
 from core.device import describe_device, resolve_device
-from core.metrics import smooth
+from core.metrics import smooth, thinned
+from core.models import check_fits
 from core.scheduler import QuotaExceeded
 from core.store import ACTIVE, RunStatus, RunStore, intact, run_row
 from core.workspaces import uploads_dir
@@ -56,11 +57,10 @@ def start() -> None:
         st.session_state["_train_refusal"] = "There is no dataset to train on yet: choose or upload one on the Data page."
         return
     run_cfg = current_config()
-    if name == UPLOAD:  # the worker process loads the upload from the workspace's own folder
-        run_cfg.dataset = str(save_dataset(data, uploads_dir(ws)))
-    else:
-        run_cfg.dataset = name
     try:
+        check_fits(run_cfg.model, data.input_shape, data.num_classes, run_cfg.hidden)
+        # the worker process loads an upload from the workspace's own folder
+        run_cfg.dataset = str(save_dataset(data, uploads_dir(ws))) if name == UPLOAD else name
         store = jobs().submit(run_cfg, ws, data.name)
     except (QuotaExceeded, ValueError) as exc:
         st.session_state["_train_refusal"] = str(exc)
@@ -79,6 +79,9 @@ def figures(run_path: str, version: tuple[int, int]) -> tuple[go.Figure, go.Figu
     store = RunStore(Path(run_path))
     steps, epochs, status = store.steps(), store.epochs(), store.status()
     steps_per_epoch = (status.get("total_steps") or (steps[-1]["step"] if steps else 1)) / store.config().epochs
+    smoothed = smooth([s["loss"] for s in steps])
+    keep = thinned(len(steps))  # no more points than a chart's width shows
+    steps, smoothed = [steps[i] for i in keep], [smoothed[i] for i in keep]
     step_x = [s["step"] / steps_per_epoch for s in steps]
     losses = [s["loss"] for s in steps]
     epoch_x = [e["epoch"] for e in epochs]
@@ -86,7 +89,7 @@ def figures(run_path: str, version: tuple[int, int]) -> tuple[go.Figure, go.Figu
     legend = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1)
     loss = go.Figure(layout=dict(title="Loss", xaxis_title="epoch", height=340, margin=dict(t=50, b=10), legend=legend))
     loss.add_scatter(x=step_x, y=losses, name="train (per step)", mode="lines", line=dict(color="#A5B4FC", width=1))
-    loss.add_scatter(x=step_x, y=smooth(losses), name="train (smoothed)", mode="lines", line=dict(color="#4F46E5"))
+    loss.add_scatter(x=step_x, y=smoothed, name="train (smoothed)", mode="lines", line=dict(color="#4F46E5"))
     loss.add_scatter(x=mid_x, y=[e["train_loss"] for e in epochs], name="train (epoch mean)", mode="lines+markers",
                      line=dict(color="#312E81", dash="dot"))
     loss.add_scatter(x=epoch_x, y=[e["val_loss"] for e in epochs], name="validation", mode="lines+markers",

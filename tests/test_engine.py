@@ -198,3 +198,26 @@ def test_curves_report_plain_cross_entropy_even_with_label_smoothing(small_mnist
     last = result.epochs[-1]
     assert last["train_loss"] < 0.8 and all(s["loss"] < 1.18 for s in result.steps[-5:])
     assert abs(last["train_loss"] - last["val_loss"]) < 0.5  # the same quantity on both curves
+
+
+def test_a_model_that_cannot_take_the_images_is_refused_before_a_run_exists(small_mnist, tmp_path):
+    from core.data import ImageDataset
+
+    wide = ImageDataset("wide", torch.zeros(64, 1, 40, 28, dtype=torch.uint8), torch.arange(64) % 2,
+                        torch.zeros(16, 1, 40, 28, dtype=torch.uint8), torch.arange(16) % 2, ("a", "b"), (0.5,), (0.5,))
+    tiny = ImageDataset("tiny", torch.zeros(64, 1, 10, 10, dtype=torch.uint8), torch.arange(64) % 2,
+                        torch.zeros(16, 1, 10, 10, dtype=torch.uint8), torch.arange(16) % 2, ("a", "b"), (0.5,), (0.5,))
+    for data, model in ((wide, "lenet5"), (wide, "lenet-bn"), (tiny, "lenet-bn")):
+        folder = tmp_path / f"{data.name}-{model}"
+        with pytest.raises(ValueError, match=rf"{model} cannot take images of 1 x {data.input_shape[1]} x "
+                                             rf"{data.input_shape[2]} pixels; .*resnet"):
+            train(_cfg(tmp_path, model=model, run_dir=str(folder)), dataset=data)
+        assert not folder.exists()
+
+
+def test_long_curves_are_thinned_to_what_a_chart_shows():
+    from core.metrics import thinned
+
+    assert thinned(5) == [0, 1, 2, 3, 4]
+    kept = thinned(25_000)
+    assert len(kept) == 800 and kept[0] == 0 and kept[-1] == 24_999 and kept == sorted(set(kept))
