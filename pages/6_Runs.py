@@ -14,7 +14,7 @@ from core.data import DatasetUnavailable
 from core.engine import evaluate_checkpoint
 from core.export import import_checkpoint_zip, run_zip, standalone_script, to_onnx
 from core.scheduler import QuotaExceeded
-from core.store import RESUMABLE, compare_configs, delete_run, intact, run_row
+from core.store import RESUMABLE, RunStore, compare_configs, delete_run, intact, run_row
 from core.workspaces import LOCAL
 from pages.lib import RUN_KEY, intro, jobs, my_root, my_runs, pct, settings, workspace
 
@@ -23,6 +23,19 @@ st.title("🗂️ Runs")
 ws = workspace()
 intro("Every run ever trained here, from the app or the command line: compare them, resume, export and share."
       if ws == LOCAL else "Every run of your workspace (only you see them): compare them, resume, export and share.")
+
+
+def delete_box(store: RunStore, title: str) -> None:
+    """Delete one run, after a confirmation; a run that started again or went meanwhile is not deleted."""
+    with st.expander(title):
+        sure = st.checkbox(f"Yes, delete {store.id} and its checkpoints for good")
+        if st.button("Delete", type="primary", disabled=not sure):
+            try:
+                delete_run(store)
+                st.rerun()
+            except (ValueError, OSError) as exc:
+                st.error(f"Nothing was deleted: {exc}")
+
 
 with st.expander("⬆️ Upload a checkpoint zip (from another machine's Runs page)"):
     upload = st.file_uploader("A run's zip: only its best.safetensors and best.json are read", type=["zip"])
@@ -76,14 +89,7 @@ damaged = [s for s in selected if not intact(s)]
 if damaged:
     store = damaged[0]
     st.error(run_row(store)["message"])
-    with st.expander("🗑️ Delete this damaged run"):
-        sure = st.checkbox(f"Yes, delete {store.id} for good")
-        if st.button("Delete", type="primary", disabled=not sure):
-            try:
-                delete_run(store)
-                st.rerun()
-            except (ValueError, OSError) as exc:
-                st.error(f"Nothing was deleted: {exc}")
+    delete_box(store, "🗑️ Delete this damaged run")
     st.stop()
 if not selected:
     st.info("Select one run to act on it, or several to compare their curves and configs.")
@@ -164,11 +170,4 @@ try:
 except ValueError as exc:
     script_col.caption(str(exc))
 
-with st.expander("🗑️ Delete this run"):
-    sure = st.checkbox(f"Yes, delete {store.id} and its checkpoints for good")
-    if st.button("Delete", type="primary", disabled=not sure):
-        try:
-            delete_run(store)
-            st.rerun()
-        except (ValueError, OSError) as exc:
-            st.error(f"Nothing was deleted: {exc}")
+delete_box(store, "🗑️ Delete this run")
