@@ -181,6 +181,9 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     # a run killed after its last epoch (while testing, say) has no epoch left: it goes straight to the test
     trained_out = cfg.patience and progress["epochs_without_gain"] >= cfg.patience
     result.best_epoch = progress["best_epoch"]
+    if trained_out:
+        result.message = (f"Early stopping: no better validation accuracy for {cfg.patience} epochs "
+                          f"after epoch {result.best_epoch}.")
     step, train_time, samples_seen = progress["step"], progress["train_time"], progress["samples_seen"]
     resumed = f" (resumed after epoch {progress['epoch']})" if progress["epoch"] else ""
     emit(StartEvent(result.device, result.params, total_steps, list(result.epochs), list(result.steps)))

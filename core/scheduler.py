@@ -118,7 +118,7 @@ class Scheduler:
         if not store.has_training_state():
             raise ValueError(f"Run {store.id} has no finished epoch to continue from.")
         limit = self.settings.max_train_seconds
-        if workspace != LOCAL and (store.status().get("train_seconds") or 0) >= limit:
+        if workspace != LOCAL and limit and (store.status().get("train_seconds") or 0) >= limit:
             raise QuotaExceeded(f"Run {store.id} has used this server's {limit:g} s of training per run, "
                                 f"so it cannot continue here.")
         with self._lock:

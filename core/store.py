@@ -94,7 +94,7 @@ def process_alive(pid: int | None, started: int | None = None) -> bool:
     if not pid:
         return False
     if pid == os.getpid():
-        return True
+        return started is None or started == process_start(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -34,9 +34,11 @@ def exit_with(parent: int, store: RunStore) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
-        store.update_status(status=RunStatus.INTERRUPTED, pid=None, message="The server stopped while this run trained. "
-                            "Resume continues from its last finished epoch.")
-        os._exit(3)
+        try:
+            store.update_status(status=RunStatus.INTERRUPTED, pid=None, message="The server stopped while this run "
+                                "trained. Resume continues from its last finished epoch.")
+        finally:
+            os._exit(3)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 

@@ -122,8 +122,12 @@ def _offer_linked_workspace() -> None:
         return
     st.warning("This link opens another workspace than this browser's own. Your own key is on the Home page: "
                "keep it to come back.")
-    if st.button("Switch to the linked workspace"):
+    switch, keep = st.columns(2)
+    if switch.button("Switch to the linked workspace"):
         st.session_state.update({BROWSER_KEY: offered, WORKSPACE_KEY: workspace_for_key(offered), "_offered_key": None})
+        st.rerun()
+    if keep.button("Keep my own workspace"):
+        st.session_state["_offered_key"] = None
         st.rerun()
 
 
