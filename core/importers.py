@@ -26,6 +26,9 @@ TEST_FRACTION = 0.2
 SPLIT_SEED = 0
 
 
+MAX_CSV_BYTES = 1 << 30  # the 60,000-image mnist_train.csv is about 110 MB
+
+
 class DataImportError(ValueError):
     """The user's data was refused; the message names the row or file."""
 
@@ -64,14 +67,22 @@ def import_csv(path: str | Path) -> ImageDataset:
     """Rows of `label, p1 .. p784` (0..255), with or without a header line."""
     path = Path(path)
     expected = 1 + CSV_SIDE * CSV_SIDE
+    if not path.is_file():  # a FIFO or a device would never end
+        raise DataImportError(f"{path.name}: not a regular file.")
+    if path.stat().st_size > MAX_CSV_BYTES:
+        raise DataImportError(f"{path.name} is larger than {MAX_CSV_BYTES >> 20} MB.")
     try:
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first cell
             rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataImportError(f"{path.name}: cannot be read as a text CSV file ({exc}).") from exc
     first_line = 1
-    if rows and not all(_is_number(c) for c in rows[0]):
-        rows, first_line = rows[1:], 2  # a header line
+    if rows and not any(_is_number(c) for c in rows[0]):
+        rows, first_line = rows[1:], 2  # a header line: no cell of it is a number
+    elif rows and not all(_is_number(c) for c in rows[0]):
+        bad = next(c for c in rows[0] if not _is_number(c))
+        raise DataImportError(f"{path.name}, row 1: {bad[:40]!r} is not a number, and the row is not a header "
+                              f"either (some of its cells are numbers).")
     rows = [r for r in rows if r]  # blank lines
     if not rows:
         raise DataImportError(f"{path.name}: no data rows.")

@@ -65,6 +65,28 @@ def test_csv_row_numbers_count_the_header(tmp_path):
         import_csv(_write_csv(tmp_path / "bad.csv", rows, header=True))
 
 
+def test_a_first_row_is_never_dropped_without_a_word(tmp_path):
+    rows = _rows(20)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + _write_csv(tmp_path / "plain.csv", rows).read_bytes())  # Excel's UTF-8
+    assert len(import_csv(bom).train_labels) + len(import_csv(bom).test_labels) == 20  # no row lost to the mark
+    rows[0][5] = "x7"
+    with pytest.raises(DataImportError, match="row 1: 'x7' is not a number, and the row is not a header"):
+        import_csv(_write_csv(tmp_path / "odd.csv", rows))
+
+
+def test_a_csv_that_is_not_a_regular_file_or_has_a_runaway_field_is_refused(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(DataImportError, match="not a regular file"):
+        import_csv(fifo)  # would block forever if opened
+    (tmp_path / "quote.csv").write_text('1,"' + "9" * 200_000 + "\n")  # an unterminated quote
+    with pytest.raises(DataImportError, match="cannot be read as a text CSV file"):
+        import_csv(tmp_path / "quote.csv")
+
+
 def test_csv_with_one_class_is_refused(tmp_path):
     with pytest.raises(DataImportError, match="only one class"):
         import_csv(_write_csv(tmp_path / "one.csv", _rows(10, classes=1)))
