@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from core.data import ImageDataset, channel_stats
+from core.images import ImageRefused, read_image
 
 CSV_SIDE = 28  # mnist_train.csv: a label, then 28 x 28 pixel values
 TEST_FRACTION = 0.2
@@ -115,12 +115,9 @@ def import_csv(path: str | Path) -> ImageDataset:
 
 def _read_image(file: Path, root: Path) -> np.ndarray:
     try:
-        with Image.open(file) as img:
-            img.load()
-            mode = "L" if img.mode in ("1", "L", "I;16", "I", "F") else "RGB"
-            return np.asarray(img.convert(mode))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataImportError(f"{file.relative_to(root)}: not a readable image ({exc}).") from exc
+        return read_image(file)
+    except ImageRefused as exc:
+        raise DataImportError(str(exc).replace(file.name, str(file.relative_to(root)), 1)) from None
 
 
 def import_image_folder(path: str | Path) -> ImageDataset:
@@ -129,13 +126,16 @@ def import_image_folder(path: str | Path) -> ImageDataset:
     if not root.is_dir():
         raise DataImportError(f"{root}: not a folder.")
     try:
-        class_names, _ = find_classes(str(root))
-    except FileNotFoundError as exc:
-        raise DataImportError(f"{root.name}: no class sub-folders found.") from exc
+        class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    except OSError as exc:
+        raise DataImportError(f"{root.name}: cannot be listed ({exc.strerror or exc}).") from None
+    if not class_names:  # hidden folders (.ipynb_checkpoints, __MACOSX) are never classes
+        raise DataImportError(f"{root.name}: no class sub-folders found.")
     extensions = tuple(IMG_EXTENSIONS)
     files_per_class = []
     for name in class_names:
-        files = sorted(f for f in (root / name).iterdir() if f.is_file() and f.suffix.lower() in extensions)
+        files = sorted(f for f in (root / name).iterdir()
+                       if f.is_file() and f.suffix.lower() in extensions and not f.name.startswith("."))
         if not files:
             raise DataImportError(f"{root.name}/{name}: this class folder holds no images.")
         files_per_class.append(files)

@@ -9,21 +9,22 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
 from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from core.images import ImageRefused, read_image
 from core.preprocess import Normalizer
 
 
-def image_to_tensor(image: Image.Image, shape: tuple[int, int, int]) -> torch.Tensor:
-    """A PIL image as a C x H x W float tensor on [0, 1], converted and resized to `shape`."""
+def image_to_tensor(source: str | Path | BinaryIO, shape: tuple[int, int, int], name: str | None = None) -> torch.Tensor:
+    """An image file or upload as a C x H x W float tensor on [0, 1], converted and resized to `shape`
+    (ImageRefused for one this app will not read)."""
     c, h, w = shape
-    array = np.asarray(image.convert("L" if c == 1 else "RGB"), dtype=np.float32) / 255.0
+    array = read_image(source, colour=c == 3, name=name).astype(np.float32) / 255.0
     x = torch.from_numpy(array).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1)
     if x.shape[1:] != (h, w):
         x = TF.resize(x, [h, w], antialias=True)
@@ -45,10 +46,9 @@ def predict_files(checkpoint: Checkpoint, paths: list[str]) -> list[dict[str, An
     tensors, readable = [], []
     for i, path in enumerate(paths):
         try:
-            with Image.open(path) as img:
-                tensors.append(image_to_tensor(img, shape))
+            tensors.append(image_to_tensor(path, shape))
             readable.append(i)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        except ImageRefused as exc:
             results[i]["error"] = f"cannot read image: {exc}"
     if tensors:
         probs = predict_tensor(checkpoint, torch.stack(tensors))

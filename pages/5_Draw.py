@@ -6,12 +6,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
-from PIL import Image, UnidentifiedImageError
 from streamlit_drawable_canvas import st_canvas
 from torchvision.transforms.v2 import functional as TF
 
 from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from core.drawing import ink_from_rgba, mnist_style
+from core.images import ImageRefused
 from core.predict import image_to_tensor, predict_tensor
 from core.store import ACTIVE, intact
 from pages.lib import choose_run, image_row, intro, my_runs, workspace
@@ -66,10 +66,9 @@ with draw_col:
         upload = st.file_uploader("An image (PNG, JPEG, …)", type=["png", "jpg", "jpeg", "bmp", "gif", "webp"])
         if upload is not None:
             try:
-                with Image.open(upload) as img:
-                    model_input = image_to_tensor(img, (channels, height, width)).unsqueeze(0)
-            except (UnidentifiedImageError, OSError) as exc:
-                st.error(f"{upload.name} is not a readable image ({exc}).")
+                model_input = image_to_tensor(upload, (channels, height, width), name=upload.name).unsqueeze(0)
+            except ImageRefused as exc:
+                st.error(str(exc))
 
 if model_input is None:
     input_col.caption("The model's input appears here once you draw.")
