@@ -107,11 +107,11 @@ class Scheduler:
         return store
 
     def check_room(self, workspace: str) -> None:
-        """QuotaExceeded when `workspace` keeps as many runs as the host allows (before an import adds one)."""
+        """QuotaExceeded when `workspace` keeps as many runs as the host allows (before a new run or an import)."""
         kept = len(list_runs(workspace_root(workspace)))
         if workspace != LOCAL and kept >= self.settings.max_runs_kept:
             raise QuotaExceeded(f"Your workspace holds {kept} runs, the most this server keeps for each student: "
-                                f"delete some on the Runs page to add new ones.")
+                                f"delete some on the Runs page to start or import new ones.")
 
     def resume(self, store: RunStore, workspace: str) -> None:
         """Queue an interrupted, stopped or cancelled run to continue from its last finished epoch."""
@@ -168,7 +168,7 @@ class Scheduler:
         order = [e for e in self.queue() if e.device == mine.device]
         waiting = order[: next((i for i, e in enumerate(order) if e.store.path == store.path), len(order))]
         training = [e for e in entries if e.status in TRAINING and e.device == mine.device]
-        times = [e.eta_seconds for e in training] + [self._estimate(e) for e in waiting]
+        times = [e.eta_seconds for e in training] + [self._estimate(e, entries) for e in waiting]
         seconds = None if any(t is None for t in times) else sum(times) / self._slots(mine.device)
         return Place(len(waiting), len(training), seconds)
 
@@ -321,10 +321,8 @@ class Scheduler:
         if len(mine) >= s.max_active_runs:
             raise QuotaExceeded(f"You already have {len(mine)} run{'s' * (len(mine) > 1)} queued or training, the most this server allows "
                                 f"at once: wait for one to finish, or cancel one.")
-        kept = len(list_runs(workspace_root(workspace)))
-        if new_run and kept >= s.max_runs_kept:
-            raise QuotaExceeded(f"Your workspace holds {kept} runs, the most this server keeps for each student: "
-                                f"delete some on the Runs page to start new ones.")
+        if new_run:
+            self.check_room(workspace)
 
     def _slots(self, device: str) -> int:
         # every CUDA run trains on the default GPU: one pool of slots for it
@@ -337,9 +335,9 @@ class Scheduler:
                 last[e.workspace] = max(last.get(e.workspace, 0.0), e.started)
         return last
 
-    def _estimate(self, entry: Entry) -> float | None:
+    def _estimate(self, entry: Entry, entries: list[Entry]) -> float | None:
         """Seconds a queued run will train: its epochs times its images over the latest speed of its model here."""
-        rate = next((e.samples_per_second for e in self.entries() if e.config.model == entry.config.model
+        rate = next((e.samples_per_second for e in entries if e.config.model == entry.config.model
                      and e.samples_per_second), None) or self._rates.get(entry.config.model)
         size = BUILTIN_TRAIN_SIZES.get(entry.config.dataset)
         if rate is None or size is None:
