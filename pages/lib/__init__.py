@@ -217,10 +217,9 @@ def to_display(images: torch.Tensor) -> list[np.ndarray]:
 
 
 def image_row(images: torch.Tensor, captions: Sequence[str], width: int = 64) -> None:
-    """Show images side by side, each with its caption, upscaled without blurring to the size shown."""
-    cols = st.columns(max(1, len(captions)))
-    for col, array, caption in zip(cols, to_display(images), captions):
-        col.image(_png(array, width), caption=caption, width=width)
+    """Show images side by side, each with its caption, upscaled without blurring to the size shown
+    (one element for the row: a page of many images stays cheap to send to every visitor)."""
+    st.image([_png(array, width) for array in to_display(images)], caption=list(captions), width=width)
 
 
 @st.cache_data(max_entries=4096, show_spinner=False)
