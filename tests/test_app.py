@@ -66,9 +66,39 @@ def test_data_page_samples_balance_and_augmentation(mnist):
     balance = specs[0]["data"]
     assert [trace["name"] for trace in balance] == ["train", "validation", "test"]
     assert sum(balance[0]["y"]) + sum(balance[1]["y"]) == 60000
-    assert len(at.get("image")) >= 32 + 10 * 8  # the sample grid and a row per class
+    assert sum(len(row.proto.imgs) for row in at.get("image")) >= 32 + 10 * 8  # the sample grid and a row per class
     at.button[0].click().run()  # reshuffle
     assert not at.exception
+
+
+def test_what_pages_derive_from_a_dataset_is_computed_once_for_every_visitor(mnist, monkeypatch):
+    import PIL.Image
+    import streamlit as st
+
+    import core.explore
+    import core.summary
+
+    calls = {"mean_images": 0, "examples_per_class": 0, "layer_table": 0, "fromarray": 0}
+
+    def counted(module, name, key=None):
+        real = getattr(module, name)
+
+        def count(*args, **kwargs):
+            calls[key or name] += 1
+            return real(*args, **kwargs)
+        monkeypatch.setattr(module, name, count)
+
+    counted(core.explore, "mean_images")
+    counted(core.explore, "examples_per_class")
+    counted(core.summary, "layer_table")
+    counted(PIL.Image, "fromarray")  # each image encoded for display
+    st.cache_data.clear()
+    open_page("pages/1_Data.py"), open_page("pages/2_Model.py")
+    first = dict(calls)
+    assert first["mean_images"] == first["examples_per_class"] == first["layer_table"] == 1 and first["fromarray"] >= 32
+    for _ in range(2):  # two more visitors, sessions of their own
+        open_page("pages/1_Data.py"), open_page("pages/2_Model.py")
+    assert calls == first
 
 
 def test_data_page_refuses_a_bad_upload_with_a_message():
