@@ -106,6 +106,8 @@ def parse_augmentations(names: str | list[str] | tuple[str, ...] | None) -> tupl
         return ()
     if isinstance(names, str):
         names = [n for n in names.replace(" ", "").split(",") if n]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"Augmentations must be names, got {names!r:.60}.")
     unknown = [n for n in names if n not in AUGMENTATIONS]
     if unknown:
         raise ValueError(f"Unknown augmentation {', '.join(unknown)}; choose from {', '.join(AUGMENTATIONS)}.")

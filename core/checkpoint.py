@@ -3,23 +3,35 @@
 `NAME.safetensors` holds the tensors (never a pickle); `NAME.json` beside it the
 full training config, dataset, class names, input shape and normalisation, so
 that the pair alone rebuilds the model and predicts.
+
+A checkpoint may come from another machine or another version (the Runs page
+imports zips, `core.predict` takes any path), so every value of the description
+is checked against the others and against the weights before a model is built:
+one validator for every door that loads one.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from core.files import atomic_write, write_json
-from core.models import MODELS, build_model
+from core.models import MODELS, build_model, check_fits
 
 FORMAT_VERSION = 1
+MAX_DESCRIPTION_BYTES = 1 << 20  # a description with 1,000 class names is about 30 kB
+MAX_WEIGHTS_BYTES = 512 << 20
+MAX_CLASSES = 1000
+MAX_SIDE = 512  # pixels of an input image's height or width
+MAX_NAME_CHARS = 255
 
 
 class CheckpointError(ValueError):
@@ -55,31 +67,95 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     return weights_path
 
 
+def _whole(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_description(meta: Any, source: str) -> dict[str, Any]:
+    """`meta` if it describes a model this app can build, else CheckpointError naming the first wrong value."""
+    def refuse(what: str) -> CheckpointError:
+        return CheckpointError(f"{source}: {what}.")
+
+    if not isinstance(meta, dict):
+        raise refuse(f"is not a checkpoint description (a JSON object), but {type(meta).__name__}")
+    missing = [k for k in ("model", "num_classes", "input_shape", "class_names", "mean", "std") if k not in meta]
+    if missing:
+        raise refuse(f"lacks {', '.join(missing)}")
+    name, num_classes, shape = meta["model"], meta["num_classes"], meta["input_shape"]
+    if not isinstance(name, str) or name not in MODELS:
+        raise refuse(f"names an unknown architecture {str(name)[:40]!r} (known: {', '.join(MODELS)})")
+    if not _whole(num_classes, 2, MAX_CLASSES):
+        raise refuse(f"num_classes is {str(num_classes)[:40]}; it must be a whole number from 2 to {MAX_CLASSES:,}")
+    if not (isinstance(shape, list) and len(shape) == 3 and shape[0] in (1, 3) and not isinstance(shape[0], bool)
+            and all(_whole(side, 1, MAX_SIDE) for side in shape[1:])):
+        raise refuse(f"input_shape is {str(shape)[:60]}; it must be [channels (1 or 3), height, width] with sides "
+                     f"from 1 to {MAX_SIDE} pixels")
+    names = meta["class_names"]
+    if not (isinstance(names, list) and len(names) == num_classes
+            and all(isinstance(n, str) and len(n) <= MAX_NAME_CHARS for n in names)):
+        raise refuse(f"class_names must be {num_classes} names (texts of at most {MAX_NAME_CHARS} characters), "
+                     f"one per class")
+    for key in ("mean", "std"):
+        values = meta[key]
+        if not (isinstance(values, list) and len(values) == shape[0] and all(_finite(v) for v in values)):
+            raise refuse(f"{key} must be {shape[0]} finite number{'s' * (shape[0] > 1)}, one per channel")
+    if not all(v > 1e-8 for v in meta["std"]):
+        raise refuse("std must be above zero for every channel")
+    config = meta.get("config") or {}
+    hidden = config.get("hidden") if isinstance(config, dict) else None
+    if not isinstance(config, dict) or not (hidden is None or (isinstance(hidden, list) and 1 <= len(hidden) <= 8
+                                                                and all(_whole(h, 1, 4096) for h in hidden))):
+        raise refuse("config must be an object whose hidden, if given, lists 1 to 8 layer sizes from 1 to 4,096")
+    if "dataset" in meta and not isinstance(meta["dataset"], str):
+        raise refuse("dataset must be a name")
+    try:
+        check_fits(name, tuple(shape), num_classes, tuple(hidden) if hidden else None)
+    except ValueError as exc:
+        raise refuse(str(exc)) from None
+    return meta
+
+
+def read_description(meta_path: Path) -> dict[str, Any]:
+    """A checkpoint's .json, read within a size limit and checked (CheckpointError if it cannot be used)."""
+    if not meta_path.is_file():
+        raise CheckpointError(f"{meta_path} is missing: a checkpoint is a .safetensors file with its .json beside it.")
+    if meta_path.stat().st_size > MAX_DESCRIPTION_BYTES:
+        raise CheckpointError(f"{meta_path.name} is larger than {MAX_DESCRIPTION_BYTES >> 10} kB; no checkpoint "
+                              f"description is.")
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"{meta_path.name} is not readable JSON ({exc}).") from None
+    except RecursionError:
+        raise CheckpointError(f"{meta_path.name} is nested too deeply to be a checkpoint description.") from None
+    return check_description(meta, meta_path.name)
+
+
 def load_checkpoint(path: str | Path, expect_model: str | None = None, expect_classes: int | None = None) -> Checkpoint:
     """Rebuild the model of a checkpoint; refuse a mismatch with a clear message."""
     weights_path, meta_path = checkpoint_paths(path)
-    for p in (weights_path, meta_path):
-        if not p.is_file():
-            raise CheckpointError(f"{p} is missing: a checkpoint is a .safetensors file with its .json beside it.")
-    try:
-        meta = json.loads(meta_path.read_text())
-        name, num_classes, shape = meta["model"], int(meta["num_classes"]), tuple(meta["input_shape"])
-        meta["class_names"], meta["mean"], meta["std"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{meta_path.name} is not a checkpoint description ({exc}).") from exc
-    if name not in MODELS:
-        raise CheckpointError(f"{meta_path.name} names an unknown architecture {name!r}.")
+    meta = read_description(meta_path)
+    name, num_classes, shape = meta["model"], meta["num_classes"], tuple(meta["input_shape"])
     if expect_model is not None and name != expect_model:
         raise CheckpointError(f"This checkpoint is a {name}, not a {expect_model}.")
     if expect_classes is not None and num_classes != expect_classes:
         raise CheckpointError(f"This checkpoint predicts {num_classes} classes, not {expect_classes}.")
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path} is missing: a checkpoint is a .safetensors file with its .json beside it.")
+    if weights_path.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise CheckpointError(f"{weights_path.name} is larger than {MAX_WEIGHTS_BYTES >> 20} MB.")
     try:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights_path.name} is not a readable safetensors file ({exc}).") from exc
-    hidden = meta.get("config", {}).get("hidden")
-    model = build_model(name, shape, num_classes, hidden=tuple(hidden) if hidden else None)
-    expected = model.state_dict()
+    hidden = (meta.get("config") or {}).get("hidden")
+    hidden = tuple(hidden) if hidden else None
+    with torch.device("meta"):  # the shapes and dtypes the weights must have, without allocating them
+        expected = build_model(name, shape, num_classes, hidden=hidden).state_dict()
     wrong = sorted(set(expected) ^ set(tensors)) + sorted(
         k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape
     )
@@ -89,6 +165,14 @@ def load_checkpoint(path: str | Path, expect_model: str | None = None, expect_cl
             f"{'x'.join(map(str, shape))} inputs (mismatched: {', '.join(wrong[:4])}"
             f"{' ...' if len(wrong) > 4 else ''})."
         )
+    for key, tensor in tensors.items():
+        if tensor.dtype != expected[key].dtype:
+            raise CheckpointError(f"{weights_path.name}: {key} is stored as {tensor.dtype}, a {name} needs "
+                                  f"{expected[key].dtype}.")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{weights_path.name}: {key} holds NaN or infinite values; the model it was "
+                                  f"saved from had diverged.")
+    model = build_model(name, shape, num_classes, hidden=hidden)  # as large as the weights, which are read already
     model.load_state_dict(tensors)
     model.eval()
     return Checkpoint(model, meta)

@@ -1,21 +1,59 @@
 """The full description of a training run, with the limits the engine accepts.
 
-The same dataclass is filled by the command line and the app's form, saved
-beside every checkpoint, and checked once by `validate` so that nothing the
-engine would crash on gets in.
+The same dataclass is filled by the command line, the app's form and a shared
+link, saved beside every checkpoint, and checked once by `validate` so that
+nothing the engine would crash on gets in. `LIMITS` is the one table of allowed
+ranges: `validate` enforces it and the Model page's widgets are drawn from it, so
+a value the config accepts is one the form can show.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from core.augment import parse_augmentations
 from core.models import INITS, MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS
 
 DEVICES = ("auto", "cpu", "cuda")
+
+
+class Limit(NamedTuple):
+    label: str
+    low: float
+    high: float
+    whole: bool  # an integer setting
+
+
+LIMITS = {
+    "lr": Limit("Learning rate", 1e-8, 10.0, False),
+    "momentum": Limit("Momentum", 0.0, 0.999, False),
+    "weight_decay": Limit("Weight decay", 0.0, 1.0, False),
+    "label_smoothing": Limit("Label smoothing", 0.0, 0.5, False),
+    "gamma": Limit("Decay factor gamma", 0.01, 1.0, False),
+    "step_epochs": Limit("Step size (epochs)", 1, 500, True),
+    "batch_size": Limit("Batch size", 1, 8192, True),
+    "epochs": Limit("Epochs", 1, 500, True),
+    "val_split": Limit("Validation split", 0.0, 0.5, False),
+    "patience": Limit("Early-stopping patience (epochs)", 0, 500, True),
+    "seed": Limit("Seed", 0, 2**31 - 1, True),
+    "limit_train": Limit("Training images (--limit-train)", 1, 10_000_000, True),  # or None: all
+}
+LIST_LIMITS = {  # each element, and how many
+    "milestones": (Limit("Milestones (epochs)", 1, 500, True), 0, 20),
+    "hidden": (Limit("Hidden layer sizes", 1, 8192, True), 1, 8),
+}
+BATCH_SIZES = (16, 32, 64, 100, 128, 256, 512, 1024)  # the form's choices; the command line takes any in LIMITS
+
+
+def within(limit: Limit, value: Any) -> bool:
+    """`value` is a number of the limit's kind (never a bool, NaN or infinity) inside its range."""
+    kinds = int if limit.whole else (int, float)
+    return (isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+            and limit.low <= value <= limit.high)
 
 
 @dataclass
@@ -52,24 +90,26 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
 
+        for name in ("model", "init", "optimizer", "scheduler", "device", "dataset"):
+            check(isinstance(getattr(self, name), str), f"{name} must be a name, got {getattr(self, name)!r}.")
         check(self.model in MODELS, f"Unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
         check(self.init in INITS, f"Unknown initialisation {self.init!r}; choose one of {', '.join(INITS)}.")
         check(self.optimizer in OPTIMIZERS, f"Unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
         check(self.scheduler in SCHEDULERS, f"Unknown schedule {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}.")
         check(self.device in DEVICES, f"Unknown device {self.device!r}; choose one of {', '.join(DEVICES)}.")
-        check(0 < self.lr <= 10, f"Learning rate must be in (0, 10], got {self.lr}.")
-        check(0 <= self.momentum < 1, f"Momentum must be in [0, 1), got {self.momentum}.")
-        check(0 <= self.weight_decay <= 1, f"Weight decay must be in [0, 1], got {self.weight_decay}.")
-        check(0 <= self.label_smoothing < 1, f"Label smoothing must be in [0, 1), got {self.label_smoothing}.")
-        check(0 < self.gamma <= 1, f"Decay factor gamma must be in (0, 1], got {self.gamma}.")
-        check(self.step_epochs >= 1, f"Step size must be at least 1 epoch, got {self.step_epochs}.")
-        check(all(m >= 1 for m in self.milestones), f"Milestones must be epochs >= 1, got {list(self.milestones)}.")
-        check(1 <= self.batch_size <= 8192, f"Batch size must be from 1 to 8192, got {self.batch_size}.")
-        check(1 <= self.epochs <= 500, f"Epochs must be from 1 to 500, got {self.epochs}.")
-        check(0 <= self.val_split <= 0.5, f"Validation split must be from 0 to 0.5, got {self.val_split}.")
-        check(self.patience >= 0, f"Patience must be 0 (off) or more epochs, got {self.patience}.")
-        check(self.limit_train is None or self.limit_train >= 1, f"--limit-train must be at least 1, got {self.limit_train}.")
-        check(all(h >= 1 for h in self.hidden) and len(self.hidden) >= 1, f"Hidden sizes must be positive, got {list(self.hidden)}.")
+        check(isinstance(self.nesterov, bool), f"nesterov must be true or false, got {self.nesterov!r}.")
+        for name, limit in LIMITS.items():
+            value = getattr(self, name)
+            if name == "limit_train" and value is None:
+                continue
+            kind = "a whole number" if limit.whole else "a number"
+            check(within(limit, value), f"{limit.label} must be {kind} from {limit.low:g} to {limit.high:g}, got {value!r}.")
+        for name, (limit, fewest, most) in LIST_LIMITS.items():
+            values = getattr(self, name)
+            check(isinstance(values, tuple) and fewest <= len(values) <= most and all(within(limit, v) for v in values),
+                  f"{limit.label} must be {fewest} to {most} whole numbers from {limit.low:g} to {limit.high:g}, "
+                  f"got {list(values) if isinstance(values, tuple) else values!r}.")
+        check(self.run_dir is None or isinstance(self.run_dir, str), f"run_dir must be a path, got {self.run_dir!r}.")
         self.augment = parse_augmentations(self.augment)
         return self
 

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from core import augment, models, optim
-from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from core.archives import check_member, is_hidden, member_path, open_zip, read_member
+from core.checkpoint import MAX_DESCRIPTION_BYTES, MAX_WEIGHTS_BYTES, Checkpoint, CheckpointError, load_checkpoint
 from core.config import TrainConfig
 from core.data import DATASETS
 from core.preprocess import Normalizer
@@ -56,28 +57,33 @@ def import_checkpoint_zip(data: bytes, name: str, root: Path | None = None) -> R
     """
     if len(data) > MAX_UPLOAD_BYTES:
         raise CheckpointError(f"{name} is larger than {MAX_UPLOAD_BYTES >> 20} MB.")
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise CheckpointError(f"{name} is not a readable zip file.") from exc
+    archive = open_zip(data, name, CheckpointError)
+    limits = {"best.safetensors": MAX_WEIGHTS_BYTES, "best.json": MAX_DESCRIPTION_BYTES}
     with archive:
-        members = {Path(m.filename).name: m for m in archive.infolist() if Path(m.filename).suffix in (".safetensors", ".json")}
-        if "best.safetensors" not in members or "best.json" not in members:
+        found: dict[str, list[zipfile.ZipInfo]] = {}
+        for member in archive.infolist():
+            path = member_path(member)
+            if path.name in limits and not member.is_dir() and not is_hidden(path):
+                found.setdefault(path.name, []).append(member)
+        if set(found) != set(limits):
             raise CheckpointError(f"{name} holds no best.safetensors with its best.json: download a run's zip from the Runs page.")
+        if any(len(members) > 1 for members in found.values()):
+            raise CheckpointError(f"{name} holds more than one checkpoint; upload one run's zip at a time.")
         with tempfile.TemporaryDirectory(prefix="playground-checkpoint-") as tmp:
-            for member in ("best.safetensors", "best.json"):
-                try:
-                    (Path(tmp) / member).write_bytes(archive.read(members[member]))
-                except (zipfile.BadZipFile, OSError, EOFError) as exc:  # truncated or tampered members fail their CRC
-                    raise CheckpointError(f"{name}: {member} is damaged ({exc}).") from exc
+            for member_name, (member,) in found.items():
+                check_member(member, name, CheckpointError, max_bytes=limits[member_name])
+                (Path(tmp) / member_name).write_bytes(read_member(archive, member, name, CheckpointError))
             checkpoint = load_checkpoint(Path(tmp) / "best.safetensors")
+            meta = checkpoint.meta
             try:
-                cfg = TrainConfig.from_dict(checkpoint.meta.get("config") or {"model": checkpoint.meta["model"]}).validate()
-            except (TypeError, ValueError) as exc:
+                cfg = TrainConfig.from_dict(meta.get("config") or {"model": meta["model"]}).validate()
+            except ValueError as exc:
                 raise CheckpointError(f"{name}: best.json's config is not one this version can use ({exc}).") from None
+            if cfg.model != meta["model"]:
+                raise CheckpointError(f"{name}: best.json's config trains a {cfg.model}, but its weights are a {meta['model']}.")
             # a zip names its dataset: only a built-in one is ever looked up, never a path on this machine
-            dataset = str(checkpoint.meta["dataset"])
-            cfg.dataset = dataset if dataset in DATASETS else f"{Path(dataset).name} (imported)"
+            dataset = meta.get("dataset") or (cfg.dataset if meta.get("config") else "unknown")
+            cfg.dataset = dataset if dataset in DATASETS else f"{Path(dataset).name[:80] or 'data'} (imported)"
             store = RunStore.create(cfg, cfg.dataset, root=root or runs_dir(), name=name[:120],
                                     status=RunStatus.IMPORTED, message=f"Imported from {name}", pid=None, pid_start=None)
             for member in ("best.safetensors", "best.json"):

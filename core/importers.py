@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from core.archives import checked_members, extract, open_zip
 from core.data import ImageDataset, channel_stats
 from core.images import ImageRefused, read_image
 
@@ -181,16 +180,10 @@ MAX_ZIP_FILES = 200_000
 
 def import_zip(data: bytes, name: str) -> ImageDataset:
     """A zipped image folder (class sub-folders at the top, or inside one top folder)."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise DataImportError(f"{name}: not a readable zip file.") from exc
+    archive = open_zip(data, name, DataImportError)
     with archive, tempfile.TemporaryDirectory(prefix="playground-upload-") as tmp:
-        members = [m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
-        if len(members) > MAX_ZIP_FILES or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-            raise DataImportError(f"{name}: too large (more than {MAX_ZIP_FILES:,} files or {MAX_ZIP_BYTES >> 20:,} MB unpacked).")
-        for member in members:
-            archive.extract(member, tmp)  # zipfile strips absolute paths and '..'
+        members = checked_members(archive, name, DataImportError, MAX_ZIP_FILES, MAX_ZIP_BYTES)
+        extract(archive, members, Path(tmp), name, DataImportError)
         root = Path(tmp)
         entries = [p for p in root.iterdir() if not p.name.startswith(".")]
         if len(entries) == 1 and entries[0].is_dir() and any(p.is_dir() for p in entries[0].iterdir()):

@@ -53,6 +53,9 @@ def predict_files(checkpoint: Checkpoint, paths: list[str]) -> list[dict[str, An
     if tensors:
         probs = predict_tensor(checkpoint, torch.stack(tensors))
         for i, p in zip(readable, probs):
+            if not bool(torch.isfinite(p).all()):  # finite weights can still overflow
+                results[i]["error"] = "the model's scores for this image are not finite numbers"
+                continue
             index = int(p.argmax())
             results[i].update(
                 {"class": checkpoint.class_names[index], "index": index,
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     results = predict_files(checkpoint, args.images)
     if args.json:
-        print(json.dumps(results))
+        print(json.dumps(results, allow_nan=False))
     else:
         for r in results:
             name = Path(r["path"]).name

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from core.config import TrainConfig
+from core.models import build_model, count_parameters
 from core.settings import HostSettings
 from core.store import ACTIVE, RESUMABLE, RUN_ID, RunStatus, RunStore, list_runs, owner, process_alive
 from core.workspaces import LOCAL, all_workspaces, workspace_root
@@ -112,6 +113,16 @@ class Scheduler:
         if workspace != LOCAL and kept >= self.settings.max_runs_kept:
             raise QuotaExceeded(f"Your workspace holds {kept} runs, the most this server keeps for each student: "
                                 f"delete some on the Runs page to start or import new ones.")
+
+    def check_model_size(self, workspace: str, cfg: TrainConfig, shape: tuple[int, int, int], num_classes: int) -> None:
+        """QuotaExceeded when the model `cfg` builds for this data has more parameters than the host allows."""
+        if workspace == LOCAL:
+            return
+        with torch.device("meta"):  # counted without allocating
+            params = count_parameters(build_model(cfg.model, shape, num_classes, hidden=cfg.hidden))
+        if params > self.settings.max_parameters:
+            raise QuotaExceeded(f"This {cfg.model} has {params:,} parameters; this server trains models of up to "
+                                f"{self.settings.max_parameters:,}: choose smaller hidden layers or another model.")
 
     def resume(self, store: RunStore, workspace: str) -> None:
         """Queue an interrupted, stopped or cancelled run to continue from its last finished epoch."""

@@ -29,6 +29,7 @@ class HostSettings:
     max_train_seconds: float = 900.0  # per run; a run over time stops cleanly and keeps its best checkpoint
     max_upload_mb: int = 50  # a dataset or checkpoint upload
     max_runs_kept: int = 30  # per workspace; delete old runs to start new ones
+    max_parameters: int = 20_000_000  # per model; a 20M-parameter model needs about 320 MB to train with Adam
 
     def threads_per_worker(self) -> int:
         """The cores shared by the CPU slots; a busy server may keep one for its pages with worker_threads."""

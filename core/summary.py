@@ -1,9 +1,14 @@
-"""A model's layer table (layer, output shape, parameters) before any training, via torchinfo."""
+"""A model's layer table (layer, output shape, parameters) before any training, via torchinfo.
+
+The model is built on PyTorch's meta device (shapes, no memory), so the table of a
+huge network a student typed costs the server milliseconds, not gigabytes.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torchinfo import summary
 
 from core.models import build_model
@@ -12,8 +17,9 @@ from core.models import build_model
 def layer_table(model_name: str, shape: tuple[int, int, int], num_classes: int,
                 hidden: tuple[int, ...] | None = None) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Rows for the leaf layers, and totals (parameters, trainable, multiply-adds per image)."""
-    model = build_model(model_name, shape, num_classes, hidden=hidden)
-    stats = summary(model, input_size=(1, *shape), verbose=0, device="cpu")
+    with torch.device("meta"):
+        model = build_model(model_name, shape, num_classes, hidden=hidden)
+    stats = summary(model, input_size=(1, *shape), verbose=0, device="meta")
     rows = []
     for layer in stats.summary_list:
         if layer.children:  # containers repeat their children's numbers

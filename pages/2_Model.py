@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.augment import AUGMENTATIONS, DESCRIPTIONS
-from core.config import DEVICES, TrainConfig
+from core.config import BATCH_SIZES, DEVICES, LIMITS, LIST_LIMITS, TrainConfig
 from core.data import DATASETS
 from core.models import INITS, MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS, lr_curve
@@ -32,6 +32,11 @@ intro("Choose a network and how to train it; its layer table and learning-rate s
 
 PREFIX = "hp_"  # widget keys: hp_<TrainConfig field>
 cached_layer_table = st.cache_data(max_entries=128, show_spinner=False)(layer_table)  # once per server and model
+
+
+def bounds(name: str) -> dict:
+    """A widget's range: the config's own limits, so every value a config or a link may hold can be shown."""
+    return dict(min_value=LIMITS[name].low, max_value=LIMITS[name].high)
 
 
 def apply_recipe(name: str) -> None:
@@ -91,48 +96,50 @@ with arch:
                                     help="Comma-separated, e.g. 256,128")
         try:
             hidden = [int(v) for v in hidden_text.split(",") if v.strip()]
-            if not hidden or min(hidden) < 1 or max(hidden) > 8192:
-                raise ValueError
+            TrainConfig(hidden=tuple(hidden)).validate()
             st.session_state[PREFIX + "hidden"] = hidden
         except ValueError:
-            st.warning("Hidden sizes must be whole numbers from 1 to 8192, e.g. 256,128. Keeping the last valid ones.")
+            limit, fewest, most = LIST_LIMITS["hidden"]
+            st.warning(f"Hidden sizes must be {fewest} to {most} whole numbers from {limit.low} to {limit.high}, "
+                       f"e.g. 256,128. Keeping the last valid ones.")
     st.selectbox("Initialisation", list(INITS), key=PREFIX + "init",
                  help="default: PyTorch's per-layer defaults; xavier: Glorot uniform; kaiming: He normal")
 
 with train_col:
     st.subheader("Optimisation")
     st.selectbox("Optimizer", list(OPTIMIZERS), key=PREFIX + "optimizer")
-    st.number_input("Learning rate (peak, for one-cycle)", min_value=1e-6, max_value=10.0, format="%.5f", key=PREFIX + "lr")
+    st.number_input("Learning rate (peak, for one-cycle)", **bounds("lr"), format="%g", key=PREFIX + "lr")
     if st.session_state[PREFIX + "optimizer"] == "sgd":
-        st.slider("Momentum", 0.0, 0.99, step=0.01, key=PREFIX + "momentum")
+        st.slider("Momentum", **bounds("momentum"), step=0.001, key=PREFIX + "momentum")
         st.checkbox("Nesterov momentum", key=PREFIX + "nesterov")
-    st.number_input("Weight decay", min_value=0.0, max_value=1.0, step=1e-4, format="%.5f", key=PREFIX + "weight_decay")
+    st.number_input("Weight decay", **bounds("weight_decay"), step=1e-4, format="%.5f", key=PREFIX + "weight_decay")
     st.selectbox("Learning-rate schedule", list(SCHEDULERS), key=PREFIX + "scheduler")
     schedule = st.session_state[PREFIX + "scheduler"]
     if schedule == "step":
-        st.number_input("Decay every (epochs)", min_value=1, max_value=500, key=PREFIX + "step_epochs")
+        st.number_input("Decay every (epochs)", **bounds("step_epochs"), key=PREFIX + "step_epochs")
     if schedule == "multistep":
-        st.multiselect("Decay at epochs", list(range(1, 101)), key=PREFIX + "milestones")
+        limit, _, most = LIST_LIMITS["milestones"]
+        st.multiselect("Decay at epochs", list(range(limit.low, limit.high + 1)), max_selections=most, key=PREFIX + "milestones")
     if schedule in ("step", "multistep"):
-        st.number_input("Decay factor", min_value=0.01, max_value=1.0, step=0.05, key=PREFIX + "gamma")
+        st.number_input("Decay factor", **bounds("gamma"), step=0.05, key=PREFIX + "gamma")
 
 run_col, data_col = st.columns([1, 1])
 with run_col:
     st.subheader("Run")
-    st.number_input("Epochs", min_value=1, max_value=500, key=PREFIX + "epochs")
-    st.select_slider("Batch size", [16, 32, 64, 100, 128, 256, 512, 1024], key=PREFIX + "batch_size")
-    st.slider("Label smoothing", 0.0, 0.5, step=0.05, key=PREFIX + "label_smoothing")
-    st.number_input("Early stopping patience (epochs, 0 = off)", min_value=0, max_value=100, key=PREFIX + "patience")
-    st.number_input("Seed", min_value=0, max_value=2**31 - 1, key=PREFIX + "seed")
+    st.number_input("Epochs", **bounds("epochs"), key=PREFIX + "epochs")
+    st.select_slider("Batch size", sorted({*BATCH_SIZES, cfg.batch_size}), key=PREFIX + "batch_size")  # a link's own size too
+    st.slider("Label smoothing", **bounds("label_smoothing"), step=0.05, key=PREFIX + "label_smoothing")
+    st.number_input("Early stopping patience (epochs, 0 = off)", **bounds("patience"), key=PREFIX + "patience")
+    st.number_input("Seed", **bounds("seed"), key=PREFIX + "seed")
     st.selectbox("Device", list(DEVICES), key=PREFIX + "device", help="auto: the CUDA GPU when there is one, else the CPU")
 with data_col:
     st.subheader("Data")
-    st.slider("Validation split", 0.0, 0.5, step=0.05, key=PREFIX + "val_split",
+    st.slider("Validation split", **bounds("val_split"), step=0.05, key=PREFIX + "val_split",
               help="Carved from the training set with the seed; the test set is never used for training or choosing a checkpoint")
     st.multiselect("Augmentation (training batches only)", list(AUGMENTATIONS), key=PREFIX + "augment",
                    format_func=lambda n: f"{n}: {DESCRIPTIONS[n]}")
-    limit = st.number_input("Train on only the first N images (0 = all)", min_value=0, max_value=len(data.train_labels),
-                            value=cfg.limit_train or 0, step=1000)
+    limit = st.number_input("Train on only the first N images (0 = all)", min_value=0,
+                            max_value=LIMITS["limit_train"].high, value=cfg.limit_train or 0, step=1000)
 
 values = {field: st.session_state[PREFIX + field] for field in cfg.to_dict() if PREFIX + field in st.session_state}
 values.update(dataset=st.session_state[DATASET_KEY], limit_train=int(limit) or None)

@@ -59,6 +59,7 @@ def start() -> None:
     run_cfg = current_config()
     try:
         check_fits(run_cfg.model, data.input_shape, data.num_classes, run_cfg.hidden)
+        jobs().check_model_size(ws, run_cfg, data.input_shape, data.num_classes)
         # the worker process loads an upload from the workspace's own folder
         run_cfg.dataset = str(save_dataset(data, uploads_dir(ws))) if name == UPLOAD else name
         store = jobs().submit(run_cfg, ws, data.name)

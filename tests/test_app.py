@@ -301,3 +301,36 @@ def test_a_link_with_invalid_values_opens_with_defaults_and_a_notice(mnist):
     assert not at.exception
     assert "lr='fast'" in at.warning[0].value and "defaults" in at.warning[0].value
     assert at.selectbox(key="hp_model").value == "lenet5" and at.number_input(key="hp_lr").value == 0.01
+
+
+def edge_links() -> list[dict[str, str]]:
+    """A link at each end of every limit, with the optimizer or schedule that shows its widget."""
+    from core.config import LIMITS
+
+    shows = {"momentum": {"optimizer": "sgd"}, "gamma": {"scheduler": "step"}, "step_epochs": {"scheduler": "step"}}
+    links = [{name: str(value), **shows.get(name, {})} for name, limit in LIMITS.items() for value in (limit.low, limit.high)]
+    return links + [{"batch_size": "300"}, {"scheduler": "multistep", "milestones": "3,200,500"},
+                    {"model": "mlp", "hidden": "8192,1"}, {"val_split": "0.12", "label_smoothing": "0.33"}]
+
+
+@pytest.mark.parametrize("link", edge_links(), ids=lambda link: ",".join(f"{k}={v}" for k, v in link.items()))
+def test_every_value_the_config_accepts_opens_from_a_link_as_itself(mnist, link):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/2_Model.py")
+    at.query_params.update(link)
+    at.run()
+    assert not at.exception and not at.warning and not at.error, [e.value for e in [*at.warning, *at.error]]
+    saved = at.session_state["train_config"]
+    for name, text in link.items():
+        value = saved[name]
+        shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        assert shown == text or float(shown) == float(text), (name, shown, text)
+
+
+def test_a_link_outside_the_limits_opens_with_the_defaults_and_says_which_value(mnist):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/2_Model.py")
+    at.query_params.update({"seed": "-1", "epochs": "4"})
+    at.run()
+    assert not at.exception and "Seed must be a whole number from 0" in at.warning[0].value
+    assert at.number_input(key="hp_epochs").value == 3

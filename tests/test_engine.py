@@ -119,7 +119,7 @@ def test_divergence_before_any_epoch_returns_a_status_not_an_exception(small_mni
 
 def test_early_stopping_with_patience(small_mnist, tmp_path):
     # a learning rate this small leaves validation accuracy where it starts
-    result = train(_cfg(tmp_path, epochs=10, patience=2, lr=1e-12, scheduler="none", limit_train=500), dataset=small_mnist)
+    result = train(_cfg(tmp_path, epochs=10, patience=2, lr=1e-8, scheduler="none", limit_train=500), dataset=small_mnist)
     assert result.status == "finished" and "Early stopping" in result.message
     assert len(result.epochs) == 3 and result.best_epoch == 1
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from core.importers import (
@@ -181,3 +183,103 @@ def test_bad_uploads_are_refused(tmp_path):
     csv_bytes = "\n".join(",".join(map(str, r)) for r in rows).encode()
     with pytest.raises(DataImportError, match="mnist.csv, row 5"):
         import_upload(csv_bytes, "mnist.csv")
+
+
+def _png_bytes(value: int) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((8, 8), value, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _zip_members(members: list[tuple[str, bytes]], method: int | None = None, flags: int = 0,
+                 compression: int = 8) -> bytes:
+    """A zip of `members`; `method` and `flags` are then written into the first member's central directory entry
+    (as another tool would have made it), which is what a reader looks at first."""
+    import io
+    import struct
+    import zipfile
+
+    import warnings
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a duplicate name is what some tests want
+        for name, content in members:
+            z.writestr(name, content)
+    data = bytearray(buffer.getvalue())
+    entry = data.find(b"PK\x01\x02")
+    if flags:
+        data[entry + 8:entry + 10] = struct.pack("<H", struct.unpack("<H", data[entry + 8:entry + 10])[0] | flags)
+    if method is not None:
+        data[entry + 10:entry + 12] = struct.pack("<H", method)
+    return bytes(data)
+
+
+def _classes(n_per_class: int = 3, prefix: str = "") -> list[tuple[str, bytes]]:
+    return [(f"{prefix}{name}/{i}.png", _png_bytes(40 * k + i)) for k, name in enumerate(["cat", "dog"]) for i in range(n_per_class)]
+
+
+def test_zips_from_windows_and_macos_import_as_their_folders():
+    from core.importers import import_zip
+
+    windows = [(name.replace("/", "\\"), content) for name, content in _classes()]
+    assert import_zip(_zip_members(windows), "win.zip").class_names == ("cat", "dog")
+    macos = _classes() + [("__MACOSX/cat/._0.png", b"\x00\x05\x16\x07"), ("cat/.DS_Store", b"junk"), (".hidden/x.png", b"?")]
+    assert import_zip(_zip_members(macos), "mac.zip").class_names == ("cat", "dog")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: _zip_members(_classes(), flags=0x1), "cat/0.png is encrypted"),
+    (lambda: _zip_members(_classes(), method=9), "compressed with method 9"),  # Deflate64
+    (lambda: _zip_members(_classes(), method=99), "compressed with method 99"),  # AES
+    (lambda: _zip_members(_classes() + [("cat/" + "x" * 300 + ".png", _png_bytes(1))]), "too long a name"),
+    (lambda: _zip_members(_classes() + [("cat", b"a file named like the folder")]), "cat is both a file and a folder"),
+    (lambda: _zip_members(_classes() + [("../../evil.png", _png_bytes(1))]), "points outside the archive"),
+    (lambda: _zip_members(_classes() + [("cat/0.png", _png_bytes(9))]), "cat/0.png is in the archive twice"),
+])
+def test_each_kind_of_bad_zip_is_refused_naming_the_member(make, message):
+    from core.importers import import_zip
+
+    with pytest.raises(DataImportError, match=message):
+        import_zip(make(), "pets.zip")
+
+
+def test_a_zip_whose_data_fails_its_check_is_refused():
+    from core.importers import import_zip
+
+    stored = bytearray(_zip_members(_classes(), compression=0))  # stored: the image bytes lie in the zip as they are
+    start = stored.find(b"IDAT")  # inside the first image's compressed bytes
+    stored[start + 12] ^= 0xFF
+    with pytest.raises(DataImportError, match="is damaged and cannot be unpacked"):
+        import_zip(bytes(stored), "pets.zip")
+
+
+def test_a_zip_claiming_more_than_the_limits_is_refused_before_unpacking(monkeypatch):
+    import core.importers
+    from core.importers import import_zip
+
+    monkeypatch.setattr(core.importers, "MAX_ZIP_BYTES", 1000)
+    with pytest.raises(DataImportError, match="MB unpacked, more than"):
+        import_zip(_zip_members(_classes(20)), "big.zip")
+    monkeypatch.setattr(core.importers, "MAX_ZIP_FILES", 5)
+    with pytest.raises(DataImportError, match="more than the 5 allowed"):
+        import_zip(_zip_members(_classes()), "many.zip")
+
+
+PARTS = st.sampled_from(["cat", "dog", "Cat", "..", ".", "__MACOSX", ".git", "a\\b", "x" * 256, "é", "0.png", "1.jpg", ""])
+
+
+@settings(max_examples=150, deadline=None)
+@given(extra=st.lists(st.tuples(st.lists(PARTS, min_size=1, max_size=3).map("/".join).filter(bool),
+                                st.sampled_from([b"", b"not an image", _png_bytes(3), _png_bytes(200)[:40]])), max_size=4),
+       method=st.sampled_from([None, 0, 8, 9, 12, 14, 99]), flags=st.sampled_from([0, 0x1, 0x8]))
+def test_any_zip_imports_as_a_dataset_or_is_refused_with_data_import_error(extra, method, flags):
+    from core.importers import import_zip
+
+    try:
+        dataset = import_zip(_zip_members(_classes() + extra, method=method, flags=flags), "any.zip")
+    except DataImportError:
+        return
+    assert len(dataset.class_names) >= 2 and len(dataset.train_labels) + len(dataset.test_labels) >= 6

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.config import TrainConfig
 from core.urlstate import config_from_query, config_to_query
@@ -37,3 +39,32 @@ def test_invalid_links_give_defaults_and_a_reason(params, reason):
     cfg, problems = config_from_query({"epochs": "5", **params})
     assert cfg == TrainConfig()
     assert any(reason in p for p in problems), problems
+
+
+FIELDS = [*TrainConfig().to_dict(), "colour"]
+TEXT = st.one_of(st.text(max_size=12), st.integers(-10**10, 10**10).map(str),
+                 st.floats(allow_nan=True, allow_infinity=True).map(str), st.sampled_from(["", "0", "1", "none", "nan"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(params=st.dictionaries(st.sampled_from(FIELDS), TEXT, max_size=6))
+def test_any_link_opens_as_its_own_valid_config_or_as_the_defaults_with_reasons(params):
+    cfg, problems = config_from_query(params)
+    if problems:
+        assert cfg == TrainConfig()
+    else:
+        assert cfg.validate() == cfg and config_from_query(config_to_query(cfg)) == (cfg, [])
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=6))
+def test_a_saved_config_with_any_values_is_valid_or_refused_with_a_value_error(values):
+    try:
+        TrainConfig.from_dict(values).validate()
+    except ValueError:
+        pass
