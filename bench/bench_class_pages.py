@@ -36,7 +36,7 @@ from browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, running_app  # noqa: E402
 from socket_visitor import SocketVisitor  # noqa: E402
 
 PAGES = {"Home": "The journey", "Data": "Reshuffle", "Model": "steps per epoch", "Results": "No finished run yet",
-         "Runs": "No runs in"}
+         "Runs": "No runs yet"}
 
 
 def server_cpu(pid: int) -> float:
@@ -99,7 +99,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PLAYGROUND_ARCHIVE_DIR", str(REPO.parent / "shared" / "data" / "archives"))
     drive = {"socket": socket_class, "browser": browser_class}
-    rows = []
+    print(f"{'visitors':>8} {'students':>8} " + " ".join(f"{name + ' med/max s':>18}" for name in PAGES)
+          + "  CPU-s/view  peak MB", flush=True)
     for kind in args.visitors:
         for n in args.students:
             env = {"PLAYGROUND_WORKSPACES": "private"}
@@ -107,12 +108,9 @@ def main() -> None:
                 pid = app.process.pid
                 before = server_cpu(pid)
                 times = asyncio.run(drive[kind](n, app.url))
-                rows.append((kind, n, times, (server_cpu(pid) - before) / (n * len(PAGES)), server_peak_mb(pid)))
-    print(f"{'visitors':>8} {'students':>8} " + " ".join(f"{name + ' med/max s':>18}" for name in PAGES)
-          + "  CPU-s/view  peak MB")
-    for kind, n, times, per_view, peak in rows:
-        cells = " ".join(f"{statistics.median(t):8.2f} /{max(t):7.2f}  " for t in times.values())
-        print(f"{kind:>8} {n:8} {cells} {per_view:10.3f} {peak:8.0f}")
+                per_view, peak = (server_cpu(pid) - before) / (n * len(PAGES)), server_peak_mb(pid)
+            cells = " ".join(f"{statistics.median(t):8.2f} /{max(t):7.2f}  " for t in times.values())
+            print(f"{kind:>8} {n:8} {cells} {per_view:10.3f} {peak:8.0f}", flush=True)
 
 
 if __name__ == "__main__":

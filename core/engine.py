@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.augment import augment_batch
-from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.checkpoint import CheckpointError, load_checkpoint, read_description, save_checkpoint
 from core.config import TrainConfig
 from core.data import (
     DATASETS,
@@ -34,7 +34,6 @@ from core.data import (
 )
 from core.device import describe_device, resolve_device
 from core.events import EndEvent, EpochEvent, Event, StartEvent, StatusEvent, StepEvent, Stop
-from core.files import read_json
 from core.importers import import_user_data
 from core.metrics import (
     autocast,
@@ -46,7 +45,7 @@ from core.models import build_model, check_fits, count_parameters
 from core.optim import build_optimizer, build_scheduler
 from core.preprocess import Normalizer, to_unit
 from core.recorders import RunRecorder, TensorBoardRecorder, fan_out
-from core.store import RESUMABLE, RunStatus, RunStore, owner
+from core.store import RESUMABLE, DamagedRun, RunStatus, RunStore, owner
 
 STEP_EVENTS_PER_EPOCH = 50  # about this many loss points per epoch for the live curves
 
@@ -347,10 +346,35 @@ def resume(store: RunStore, on_event: Callable[[Event], None] | None = None,
     return train(store.config(), on_event, stop, dataset, store)
 
 
+REPORT_FIELDS = ("test_accuracy", "test_loss", "per_class_accuracy", "precision", "recall", "count", "confusion_matrix")
+
+
+def _check_report(result: TrainResult, source: str) -> None:
+    """DamagedRun unless the test report's per-class numbers and predictions fit the run's classes."""
+    k = len(result.class_names)
+    def number_or_none(v: Any) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+
+    lists_fit = all(isinstance(getattr(result, f), list) and len(getattr(result, f)) == k
+                    and all(number_or_none(v) for v in getattr(result, f))
+                    for f in ("per_class_accuracy", "precision", "recall", "count"))
+    matrix = result.confusion_matrix
+    matrix_fits = isinstance(matrix, list) and len(matrix) == k and all(
+        isinstance(row, list) and len(row) == k and all(isinstance(v, int) and v >= 0 for v in row) for row in matrix)
+    if not (lists_fit and matrix_fits and number_or_none(result.test_accuracy) and number_or_none(result.test_loss)):
+        raise DamagedRun(f"{source}: its test report does not fit its {k} classes; train or evaluate it again.")
+    probs, labels = result.test_probabilities, result.test_labels
+    if probs is not None and not (probs.ndim == 2 and probs.shape[1] == k and labels.shape == (probs.shape[0],)
+                                  and probs.is_floating_point() and bool(((labels >= 0) & (labels < k)).all())):
+        result.test_probabilities = result.test_labels = None  # the page says the predictions are damaged
+
+
 def load_result(store: RunStore) -> TrainResult:
-    """A finished run's numbers as the engine returned them, read back from its folder."""
+    """A finished run's numbers as the engine returned them, read back from its folder; CheckpointError or
+    DamagedRun, naming the file, when its description or test report cannot be what this project wrote."""
     status, cfg = store.status(), store.config()
-    meta = read_json(store.best_checkpoint.with_suffix(".json"), {})
+    description = store.best_checkpoint.with_suffix(".json")
+    meta = read_description(description) if description.is_file() else {}
     evaluation = store.evaluation() or {}
     result = TrainResult(
         status=status.get("status", "unknown"), message=status.get("message", ""), config=cfg.to_dict(),
@@ -363,8 +387,11 @@ def load_result(store: RunStore) -> TrainResult:
     predictions = store.test_predictions()
     if predictions is not None:
         result.test_probabilities, result.test_labels = predictions
-    for key, value in evaluation.items():  # the report _test_report wrote
-        setattr(result, key, value)
+    for key in REPORT_FIELDS:  # the report _test_report wrote
+        if key in evaluation:
+            setattr(result, key, evaluation[key])
+    if evaluation:
+        _check_report(result, f"Run {store.id}")
     return result
 
 

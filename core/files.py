@@ -40,14 +40,6 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=1)))
 
 
-def read_json(path: Path, default: Any = None) -> Any:
-    """The file's JSON, or `default` when it is missing or not JSON (for files only this project writes)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return default
-
-
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock named after `path` (`.<name>.lock` beside it) across threads and processes."""

@@ -7,10 +7,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.data import DatasetUnavailable, ImageDataset
+from core.checkpoint import CheckpointError
 from core.engine import load_result, resolve_dataset
 from core.importers import DataImportError
 from core.metrics import calibration, confident_mistakes, most_confused
-from core.store import intact
+from core.store import DamagedRun, intact
 from core.workspaces import may_read_dataset
 from pages.lib import choose_run, image_row, intro, my_runs, pct, workspace
 
@@ -34,7 +35,11 @@ if not stores:
     st.stop()
 
 store = choose_run(stores, "Run")
-r = load_result(store)
+try:
+    r = load_result(store)
+except (CheckpointError, DamagedRun) as exc:
+    st.error(f"{exc} The Runs page can delete it.")
+    st.stop()
 
 a, b, c, d, e = st.columns(5)
 a.metric("Test accuracy", pct(r.test_accuracy))

@@ -7,6 +7,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests of every door: a bounded run in CI; HYPOTHESIS_PROFILE=thorough for the long one
+# (add --hypothesis-show-statistics to see how many cases each door accepted and refused).
+for profile, examples in (("ci", 150), ("thorough", 3000)):
+    settings.register_profile(profile, max_examples=examples, deadline=None,
+                              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVES = Path(os.environ.get("PLAYGROUND_ARCHIVE_DIR", REPO.parent / "shared" / "data" / "archives")).resolve()

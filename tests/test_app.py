@@ -334,3 +334,20 @@ def test_a_link_outside_the_limits_opens_with_the_defaults_and_says_which_value(
     at.run()
     assert not at.exception and "Seed must be a whole number from 0" in at.warning[0].value
     assert at.number_input(key="hp_epochs").value == 3
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda run: run.joinpath("best.json").write_text(
+        run.joinpath("best.json").read_text().replace('"num_classes": 10', '"num_classes": 10000000')), "num_classes is 10000000"),
+    (lambda run: run.joinpath("best.json").write_text("[1, 2]"), "not a checkpoint description"),
+    (lambda run: run.joinpath("evaluation.json").write_text(
+        json.dumps({**json.loads(run.joinpath("evaluation.json").read_text()), "confusion_matrix": [[1], [2]]})),
+     "test report does not fit its 10 classes"),
+])
+def test_results_of_a_run_with_a_damaged_description_or_report_say_so_and_the_other_run_still_shows(
+        two_runs, damage, message):
+    damage(two_runs[0].path)
+    at = open_page("pages/4_Results.py")  # the newest run first: the damaged one
+    assert message in at.error[0].value
+    at.selectbox[0].set_value(two_runs[1].id).run()
+    assert not at.exception and not at.error and at.metric[0].value.endswith("%")

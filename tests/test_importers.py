@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+import torch
+from hypothesis import event, given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -271,7 +272,6 @@ def test_a_zip_claiming_more_than_the_limits_is_refused_before_unpacking(monkeyp
 PARTS = st.sampled_from(["cat", "dog", "Cat", "..", ".", "__MACOSX", ".git", "a\\b", "x" * 256, "é", "0.png", "1.jpg", ""])
 
 
-@settings(max_examples=150, deadline=None)
 @given(extra=st.lists(st.tuples(st.lists(PARTS, min_size=1, max_size=3).map("/".join).filter(bool),
                                 st.sampled_from([b"", b"not an image", _png_bytes(3), _png_bytes(200)[:40]])), max_size=4),
        method=st.sampled_from([None, 0, 8, 9, 12, 14, 99]), flags=st.sampled_from([0, 0x1, 0x8]))
@@ -281,5 +281,43 @@ def test_any_zip_imports_as_a_dataset_or_is_refused_with_data_import_error(extra
     try:
         dataset = import_zip(_zip_members(_classes() + extra, method=method, flags=flags), "any.zip")
     except DataImportError:
+        event("refused")
         return
+    event("accepted")
     assert len(dataset.class_names) >= 2 and len(dataset.train_labels) + len(dataset.test_labels) >= 6
+
+
+CELLS = st.one_of(st.integers(-5, 300).map(str), st.sampled_from(["", " ", "nan", "inf", "1e2", "3.0", "2.5", '"7"', "x",
+                                                                 "label", "\ufeff1", '"', "1;2", "True"]))
+
+
+@given(data=st.data(), header=st.booleans(), bom=st.booleans())
+def test_any_csv_imports_every_row_it_holds_or_is_refused_naming_a_row(tmp_path_factory, data, header, bom):
+    rows = [[str(v) for v in row] for row in _rows(6, classes=2, seed=1)]
+    for _ in range(data.draw(st.integers(0, 3), label="mutations")):
+        row = data.draw(st.integers(0, len(rows) - 1), label="row")
+        action = data.draw(st.sampled_from(["set", "append", "pop", "blank"]), label="action")
+        if not rows[row]:
+            continue  # blanked already
+        if action == "set":
+            rows[row][data.draw(st.integers(0, len(rows[row]) - 1), label="column")] = data.draw(CELLS, label="cell")
+        elif action == "append":
+            rows[row].append(data.draw(CELLS, label="extra"))
+        elif action == "pop":
+            rows[row].pop()
+        else:
+            rows[row] = []
+    lines = ([",".join(["label"] + [f"pixel{i}" for i in range(784)])] if header else []) + [",".join(r) for r in rows]
+    path = tmp_path_factory.mktemp("csv") / "any.csv"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + ("\n".join(lines) + "\n").encode())
+    try:
+        dataset = import_csv(path)
+    except DataImportError as exc:
+        assert "any.csv" in str(exc)
+        event("refused")
+        return
+    event("accepted")
+    kept = [r for r in rows if r]
+    assert len(dataset.train_labels) + len(dataset.test_labels) == len(kept)  # no row dropped without a word
+    images = torch.cat([dataset.train_images, dataset.test_images]).flatten(1)
+    assert sorted(map(tuple, images.tolist())) == sorted(tuple(int(float(c.strip('"'))) for c in r[1:]) for r in kept)

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from core import runs as runs_cli
@@ -45,19 +45,19 @@ def test_an_id_that_is_not_one_run_folder_is_refused_and_deletes_nothing(store_r
     assert keep.status()["status"] == RunStatus.FINISHED and len(list_runs(store_root)) == 1
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(run_id=st.text(max_size=40))
 def test_any_id_finds_a_run_inside_the_store_or_raises_key_error(store_root, run_id):
     finished_run(store_root, "keep") if not (store_root / "keep").exists() else None
     try:
         store = find_run(run_id, store_root)
     except KeyError:
+        event("refused")
         return
+    event("accepted")
     assert store.path.resolve().parent == store_root.resolve()  # one folder, directly inside the store
     assert store.path.name == run_id
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(status=JSON, config=JSON)
 def test_a_run_with_any_json_in_its_files_reads_as_a_run_or_as_damaged_and_never_hides_the_others(store_root, status, config):
     good = finished_run(store_root, "good") if not (store_root / "good").exists() else RunStore(store_root / "good")
@@ -68,6 +68,7 @@ def test_a_run_with_any_json_in_its_files_reads_as_a_run_or_as_damaged_and_never
     rows = {row["id"]: row for row in map(run_row, list_runs(store_root))}
     assert rows["good"]["status"] == "finished"
     assert rows["odd"]["status"] in {s.value for s in RunStatus}
+    event("damaged" if rows["odd"]["status"] == "damaged" else "read")
     if rows["odd"]["status"] == "damaged":
         assert "damaged" in rows["odd"]["message"]
     assert RunStore(odd).status()["status"] in set(RunStatus)
