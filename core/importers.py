@@ -124,8 +124,9 @@ def import_csv(path: str | Path) -> ImageDataset:
     missing = numbers.isna().to_numpy()
     if missing.any():
         row, col = map(int, np.argwhere(missing)[0])
-        if all(_is_blank(table.iat[row, c]) for c in range(col, expected)):  # pandas fills what a short row lacks
-            raise DataImportError(f"{path.name}, row {row + first_line}: {col} columns, expected {expected} "
+        columns = 1 + max((c for c in range(expected) if not _is_blank(table.iat[row, c])), default=-1)
+        if columns < expected:  # pandas fills the cells a short row lacks
+            raise DataImportError(f"{path.name}, row {row + first_line}: {columns} columns, expected {expected} "
                                   f"(a label, then {CSV_SIDE * CSV_SIDE} pixel values).")
         raise DataImportError(f"{path.name}, row {row + first_line}: {str(table.iat[row, col])[:40]!r} is not a number.")
     values = numbers.to_numpy()  # int64 when every cell is a whole number, as in mnist_train.csv
