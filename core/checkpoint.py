@@ -103,8 +103,11 @@ def check_description(meta: Any, source: str) -> dict[str, Any]:
         values = meta[key]
         if not (isinstance(values, list) and len(values) == shape[0] and all(_finite(v) for v in values)):
             raise refuse(f"{key} must be {shape[0]} finite number{'s' * (shape[0] > 1)}, one per channel")
-    if not all(v > 1e-8 for v in meta["std"]):
-        raise refuse("std must be above zero for every channel")
+    # images are on [0, 1], so their mean is too, and their std at most 0.5: a wilder value is not a statistic
+    if not all(0 <= v <= 1 for v in meta["mean"]):
+        raise refuse("mean must be from 0 to 1 for every channel (pixel values are on [0, 1])")
+    if not all(1e-6 <= v <= 1 for v in meta["std"]):
+        raise refuse("std must be above zero and at most 1 for every channel")
     config = meta.get("config") or {}
     hidden = config.get("hidden") if isinstance(config, dict) else None
     if not isinstance(config, dict) or not (hidden is None or (isinstance(hidden, list) and 1 <= len(hidden) <= 8

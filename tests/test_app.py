@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st_
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 from test_drawing import stroke_canvas
@@ -351,3 +353,20 @@ def test_results_of_a_run_with_a_damaged_description_or_report_say_so_and_the_ot
     assert message in at.error[0].value
     at.selectbox[0].set_value(two_runs[1].id).run()
     assert not at.exception and not at.error and at.metric[0].value.endswith("%")
+
+
+LINK_TEXT = st_.one_of(st_.integers(-3, 600).map(str), st_.floats(-1, 12, allow_nan=False).map(lambda v: f"{v:.3g}"),
+                       st_.sampled_from(["", "x", "nan", "inf", "1,2", "sgd", "step", "multistep", "mlp", "lenet-bn",
+                                         "rotate,crop", "cifar10", "fashion-mnist", "1", "0"]))
+LINK_FIELDS = st_.sampled_from([f for f in TrainConfig().to_dict() if f != "run_dir"] + ["colour"])
+
+
+@settings(max_examples=25)
+@given(link=st_.dictionaries(LINK_FIELDS, LINK_TEXT, max_size=5))
+def test_any_link_opens_the_model_page_without_an_exception(mnist, link):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/2_Model.py")
+    at.query_params.update(link)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    event("notice" if at.warning else "opened as linked")

@@ -107,6 +107,7 @@ def test_each_kind_of_bad_checkpoint_is_refused_by_name(saved, tmp_path):
         "class_names must be 10 names": {**META, "class_names": []},
         "mean must be 1 finite number": {**META, "mean": [0.1, 0.2, 0.3]},
         "std must be above zero": {**META, "std": [0.0]},
+        "mean must be from 0 to 1": {**META, "mean": [1e38]},  # finite, yet normalising overflows
         "config must be an object": {**META, "config": "lenet5"},
         "lenet-bn cannot take images of 1 x 4 x 4": {**META, "model": "lenet-bn", "input_shape": [1, 4, 4]},
         "lacks model": {k: v for k, v in META.items() if k != "model"},
