@@ -4,12 +4,10 @@ with CheckpointError naming what is wrong."""
 
 from __future__ import annotations
 
-import io
 import json
 import struct
 import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import pytest
@@ -17,6 +15,7 @@ import torch
 from hypothesis import event, given
 from hypothesis import strategies as st
 from PIL import Image
+from test_export import _zip
 
 from core.checkpoint import MAX_DESCRIPTION_BYTES, CheckpointError, load_checkpoint, save_checkpoint
 from core.export import import_checkpoint_zip
@@ -146,14 +145,6 @@ def test_predict_json_is_strict_json_even_when_the_scores_overflow(tmp_path):
     assert out.returncode == 2, out.stderr
     (result,) = json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert "not finite" in result["error"]
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as z:
-        for name, content in members.items():
-            z.writestr(name, content)
-    return buffer.getvalue()
 
 
 def test_a_checkpoint_zip_with_a_bad_description_or_a_lying_config_is_refused(saved, tmp_path):
