@@ -23,6 +23,7 @@ Augmentation = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
 ROTATION_DEGREES = 15.0
 CROP_PADDING = 2  # pixels of zero padding for the random crop (airbench uses 2 on CIFAR)
 ERASE_SCALE = (0.02, 0.2)  # fraction of the image area, as torchvision's RandomErasing
+GRAYSCALE_P = 0.1  # torchvision's RandomGrayscale default
 
 
 def _coin(x: torch.Tensor, gen: torch.Generator | None, p: float = 0.5) -> torch.Tensor:
@@ -55,8 +56,8 @@ def _affine(x: torch.Tensor, angles: torch.Tensor, shifts: torch.Tensor, mode: s
     return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
 
-def rotation(x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
-    limit = math.radians(ROTATION_DEGREES)
+def rotation(x: torch.Tensor, gen: torch.Generator | None = None, degrees: float = ROTATION_DEGREES) -> torch.Tensor:
+    limit = math.radians(degrees)
     angles = _uniform(x.shape[0], -limit, limit, x, gen)
     return _affine(x, angles, torch.zeros(x.shape[0], 2, device=x.device), "bilinear")
 
@@ -83,20 +84,29 @@ def random_erasing(x: torch.Tensor, gen: torch.Generator | None = None) -> torch
     return x.masked_fill(erase, 0.0)
 
 
+def random_grayscale(x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+    """One colour image in ten turned grey (kept as three channels); grey images pass unchanged."""
+    if x.shape[1] != 3:
+        return x
+    return torch.where(_coin(x, gen, GRAYSCALE_P), TF.rgb_to_grayscale(x, num_output_channels=3), x)
+
+
 AUGMENTATIONS: dict[str, Augmentation] = {
     "rotate": rotation,
     "crop": random_crop,
     "flip": horizontal_flip,
     "invert": invert,
     "erase": random_erasing,
+    "grayscale": random_grayscale,  # last: adding a name never changes the random draws of the others
 }
 
 DESCRIPTIONS: dict[str, str] = {
-    "rotate": f"random rotation up to ±{ROTATION_DEGREES:g}°",
+    "rotate": f"random rotation up to ± the degrees set for it ({ROTATION_DEGREES:g}° by default)",
     "crop": f"random crop after {CROP_PADDING}-pixel zero padding",
     "flip": "horizontal flip of half the images (not for digits!)",
     "invert": "inverts the colours of half the images",
     "erase": "random erasing of a rectangle in half the images",
+    "grayscale": f"turns {GRAYSCALE_P:.0%} of colour images grey",
 }
 
 
@@ -114,9 +124,10 @@ def parse_augmentations(names: str | list[str] | tuple[str, ...] | None) -> tupl
     return tuple(dict.fromkeys(names))
 
 
-def augment_batch(x: torch.Tensor, names: tuple[str, ...], gen: torch.Generator | None = None) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, names: tuple[str, ...], gen: torch.Generator | None = None,
+                  rotate_degrees: float = ROTATION_DEGREES) -> torch.Tensor:
     """Apply the named augmentations in a fixed order (the order of AUGMENTATIONS)."""
     for name, fn in AUGMENTATIONS.items():
         if name in names:
-            x = fn(x, gen)
+            x = rotation(x, gen, rotate_degrees) if fn is rotation else fn(x, gen)
     return x

@@ -14,11 +14,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from core.augment import parse_augmentations
+from core.augment import ROTATION_DEGREES, parse_augmentations
 from core.models import INITS, MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS
+from core.preprocess import INPUT_SCALINGS
 
 DEVICES = ("auto", "cpu", "cuda")
+BEST_BY = ("accuracy", "loss")  # which validation number picks the kept checkpoint
 
 
 class Limit(NamedTuple):
@@ -38,6 +40,7 @@ LIMITS = {
     "batch_size": Limit("Batch size", 1, 8192, True),
     "epochs": Limit("Epochs", 1, 500, True),
     "val_split": Limit("Validation split", 0.0, 0.5, False),
+    "rotate_degrees": Limit("Rotation (degrees)", 0.0, 180.0, False),
     "patience": Limit("Early-stopping patience (epochs)", 0, 500, True),
     "seed": Limit("Seed", 0, 2**31 - 1, True),
     "limit_train": Limit("Training images (--limit-train)", 1, 10_000_000, True),  # or None: all
@@ -77,8 +80,11 @@ class TrainConfig:
     batch_size: int = 256
     epochs: int = 3
     augment: tuple[str, ...] = ()
+    rotate_degrees: float = ROTATION_DEGREES  # the rotate augmentation turns each image by up to this many degrees
+    input_scaling: str = "standardize"  # see core.preprocess.INPUT_SCALINGS
     val_split: float = 0.1
-    patience: int = 0  # early stopping: epochs without a better validation accuracy; 0 = off
+    patience: int = 0  # early stopping: epochs without a better validation score; 0 = off
+    best_by: str = "accuracy"  # the checkpoint kept is the epoch with the best validation accuracy, or loss
     seed: int = 0
     device: str = "auto"
     limit_train: int | None = None  # train on the first N images of the training split only
@@ -90,13 +96,16 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
 
-        for name in ("model", "init", "optimizer", "scheduler", "device", "dataset"):
+        for name in ("model", "init", "optimizer", "scheduler", "device", "dataset", "input_scaling", "best_by"):
             check(isinstance(getattr(self, name), str), f"{name} must be a name, got {getattr(self, name)!r}.")
         check(self.model in MODELS, f"Unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
         check(self.init in INITS, f"Unknown initialisation {self.init!r}; choose one of {', '.join(INITS)}.")
         check(self.optimizer in OPTIMIZERS, f"Unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
         check(self.scheduler in SCHEDULERS, f"Unknown schedule {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}.")
         check(self.device in DEVICES, f"Unknown device {self.device!r}; choose one of {', '.join(DEVICES)}.")
+        check(self.input_scaling in INPUT_SCALINGS,
+              f"Unknown input scaling {self.input_scaling!r}; choose one of {', '.join(INPUT_SCALINGS)}.")
+        check(self.best_by in BEST_BY, f"best_by must be one of {', '.join(BEST_BY)}, got {self.best_by!r}.")
         check(isinstance(self.nesterov, bool), f"nesterov must be true or false, got {self.nesterov!r}.")
         for name, limit in LIMITS.items():
             value = getattr(self, name)

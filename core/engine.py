@@ -43,7 +43,7 @@ from core.metrics import (
 )
 from core.models import build_model, check_fits, count_parameters
 from core.optim import build_optimizer, build_scheduler
-from core.preprocess import Normalizer, to_unit
+from core.preprocess import Normalizer, input_stats, to_unit
 from core.recorders import RunRecorder, TensorBoardRecorder, fan_out
 from core.store import RESUMABLE, DamagedRun, RunStatus, RunStore, owner
 
@@ -96,14 +96,15 @@ def resolve_dataset(name_or_path: str) -> ImageDataset:
 
 
 def checkpoint_meta(cfg: TrainConfig, dataset: ImageDataset, model: nn.Module, **extra: Any) -> dict[str, Any]:
+    mean, std = input_stats(cfg.input_scaling, dataset.mean, dataset.std)  # what the model was fed: predict feeds it the same
     return {
         "model": cfg.model,
         "num_classes": dataset.num_classes,
         "input_shape": list(dataset.input_shape),
         "dataset": dataset.name,
         "class_names": list(dataset.class_names),
-        "mean": list(dataset.mean),
-        "std": list(dataset.std),
+        "mean": list(mean),
+        "std": list(std),
         "params": count_parameters(model),
         "config": cfg.to_dict(),
         **extra,
@@ -154,7 +155,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     images = data.train_images.to(device)
     labels = data.train_labels.to(device)
     train_idx, val_idx = train_idx.to(device), val_idx.to(device)
-    normalize = Normalizer(data.mean, data.std, device)
+    normalize = Normalizer(*input_stats(cfg.input_scaling, data.mean, data.std), device)
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.init, cfg.hidden).to(device)
@@ -172,7 +173,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         run_dir=str(store.path),
     )
     # everything Resume needs to continue exactly where an epoch ended
-    progress = {"epoch": 0, "step": 0, "best_score": -1.0, "best_epoch": None, "epochs_without_gain": 0,
+    progress = {"epoch": 0, "step": 0, "best_score": None, "best_epoch": None, "epochs_without_gain": 0,
                 "train_time": 0.0, "samples_seen": 0}
     best_state = None
     if store.has_training_state():
@@ -200,7 +201,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x = to_unit(images[idx])
             if cfg.augment:
-                x = augment_batch(x, cfg.augment, gen)
+                x = augment_batch(x, cfg.augment, gen, cfg.rotate_degrees)
             y = labels[idx]
             with autocast(device):
                 logits = model(normalize(x))
@@ -255,9 +256,12 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
                             time.perf_counter() - epoch_start, optimizer.param_groups[0]["lr"])
         result.epochs.append(record.metrics())
 
-        score = val_acc if val_acc is not None else epoch  # no validation set: keep the latest epoch
+        if val_acc is None:
+            score = epoch  # no validation set: keep the latest epoch
+        else:
+            score = -val_loss if cfg.best_by == "loss" else val_acc
         meta = checkpoint_meta(cfg, data, model, epoch=epoch, val_accuracy=val_acc)
-        if score > progress["best_score"]:
+        if progress["best_score"] is None or score > progress["best_score"]:
             progress.update(best_score=score, best_epoch=epoch, epochs_without_gain=0)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             save_checkpoint(store.best_checkpoint, model, meta)

@@ -140,8 +140,12 @@ def main():
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train_x, train_y, test_x, test_y = load(cfg.dataset, args.data)
     unit = train_x.float() / 255
-    mean = unit.mean((0, 2, 3)).view(1, -1, 1, 1).to(device)
-    std = unit.std((0, 2, 3)).view(1, -1, 1, 1).to(device)
+    mean, std = unit.mean((0, 2, 3)), unit.std((0, 2, 3))  # input scaling "standardize"
+    if cfg.input_scaling == "unit":
+        mean, std = torch.zeros_like(mean), torch.ones_like(std)
+    elif cfg.input_scaling == "symmetric":
+        mean, std = torch.full_like(mean, 0.5), torch.full_like(std, 0.5)
+    mean, std = mean.view(1, -1, 1, 1).to(device), std.view(1, -1, 1, 1).to(device)
     perm = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(cfg.seed))
     n_val = int(round(len(train_y) * cfg.val_split))
     train_idx, val_idx = perm[n_val:].sort().values, perm[:n_val].sort().values
@@ -175,7 +179,7 @@ def main():
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x = images[idx].float() / 255
             if cfg.augment:
-                x = augment_batch(x, tuple(cfg.augment), gen)
+                x = augment_batch(x, tuple(cfg.augment), gen, cfg.rotate_degrees)
             loss = criterion(model((x - mean) / std), labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -108,6 +108,16 @@ def resnet20(shape: Shape, num_classes: int) -> nn.Module:
     return _resnet(shape, num_classes, 3, (16, 32, 64))
 
 
+def resnet_course(shape: Shape, num_classes: int) -> nn.Module:
+    """The course notebook's small ResNet: a stem, a 3 x 3 max pool of stride 1, two residual blocks."""
+    return nn.Sequential(
+        nn.Conv2d(shape[0], 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.MaxPool2d(3, stride=1, padding=1),
+        BasicBlock(32, 64, 2), BasicBlock(64, 64, 1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes),
+    )
+
+
 MODELS: dict[str, ModelSpec] = {
     "mlp": ModelSpec(mlp, "Fully connected layers with ReLU; the baseline that ignores image structure."),
     "lenet5-classic": ModelSpec(lenet5_classic, "LeNet-5 as in 1998: sigmoid activations and average pooling."),
@@ -115,6 +125,8 @@ MODELS: dict[str, ModelSpec] = {
     "lenet-bn": ModelSpec(lenet_bn, "Convolutions of 20 and 50 channels with BatchNorm and a 500-unit hidden layer."),
     "resnet-mini": ModelSpec(resnet_mini, "A small residual network: three stages of one block each (32, 64, 128 channels)."),
     "resnet20": ModelSpec(resnet20, "ResNet-20 for CIFAR (He et al. 2016): three stages of three blocks."),
+    "resnet-course": ModelSpec(resnet_course, "The course's small ResNet: a 32-channel stem, max pooling of stride 1, "
+                                              "a residual block 32 to 64 with stride 2, one 64 to 64."),
 }
 
 

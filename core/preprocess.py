@@ -19,5 +19,22 @@ class Normalizer:
         return (unit_images - self.mean) / self.std
 
 
+INPUT_SCALINGS = {
+    "standardize": "each channel standardised with the training set's mean and std",
+    "unit": "pixels on [0, 1], not normalised (ToTensor alone)",
+    "symmetric": "pixels on [-1, 1]: (x - 0.5) / 0.5",
+}
+
+
+def input_stats(scaling: str, mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) a Normalizer needs for an input scaling, given the dataset's own statistics."""
+    channels = len(mean)
+    if scaling == "unit":
+        return (0.0,) * channels, (1.0,) * channels
+    if scaling == "symmetric":
+        return (0.5,) * channels, (0.5,) * channels
+    return tuple(mean), tuple(std)
+
+
 def to_unit(images_u8: torch.Tensor) -> torch.Tensor:
     return images_u8.float().div_(255.0)

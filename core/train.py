@@ -1,7 +1,8 @@
 """Command line: python -m core.train --dataset mnist --model lenet5 --epochs 3 ...
 
-Shows a progress bar on stderr while it trains; with --json the last line on
-stdout is one JSON object with the run's numbers.
+`--recipe NAME` starts from a recipe (`--list-recipes` lists them); any other flag
+overrides the recipe's value. Shows a progress bar on stderr while it trains; with
+--json the last line on stdout is one JSON object with the run's numbers.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import sys
 from tqdm import tqdm
 
 from core.augment import AUGMENTATIONS
-from core.config import DEVICES, TrainConfig
+from core.config import BEST_BY, DEVICES, TrainConfig
 from core.data import DATASETS, DatasetUnavailable
 from core.engine import TrainResult, resolve_dataset, train
 from core.events import Event, stop_on_sigterm
 from core.importers import DataImportError
 from core.models import INITS, MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS
+from core.preprocess import INPUT_SCALINGS
+from core.recipes import RECIPES
 from core.store import RunStatus
 
 
@@ -30,9 +33,12 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
+def build_parser(d: TrainConfig | None = None) -> argparse.ArgumentParser:
+    """The flags, with `d`'s values (a recipe's, or the defaults) as their defaults."""
+    d = d or TrainConfig()
     p = argparse.ArgumentParser(prog="python -m core.train", description="Train an image classifier.")
+    p.add_argument("--recipe", choices=list(RECIPES), help="start from a recipe; other flags override its values")
+    p.add_argument("--list-recipes", action="store_true", help="list the recipes and exit")
     p.add_argument("--dataset", default=d.dataset, help=f"{', '.join(DATASETS)}, or the path of a CSV file or image folder")
     p.add_argument("--model", default=d.model, choices=list(MODELS))
     p.add_argument("--hidden", type=_int_list, default=d.hidden, help="MLP hidden sizes, e.g. 256,128")
@@ -42,19 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS))
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--nesterov", action="store_true")
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=d.nesterov)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--scheduler", default=d.scheduler, choices=list(SCHEDULERS))
     p.add_argument("--step-epochs", type=int, default=d.step_epochs, help="step schedule: epochs between decays")
     p.add_argument("--milestones", type=_int_list, default=d.milestones, help="multistep schedule: epochs, e.g. 2,4")
     p.add_argument("--gamma", type=float, default=d.gamma, help="decay factor of step and multistep")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--augment", default="", help=f"comma-separated: {', '.join(AUGMENTATIONS)}")
+    p.add_argument("--augment", default=",".join(d.augment), help=f"comma-separated: {', '.join(AUGMENTATIONS)}")
+    p.add_argument("--rotate-degrees", type=float, default=d.rotate_degrees, help="the rotate augmentation's limit")
+    p.add_argument("--input-scaling", default=d.input_scaling, choices=list(INPUT_SCALINGS),
+                   help="; ".join(f"{k}: {v}" for k, v in INPUT_SCALINGS.items()))
+    p.add_argument("--best-by", default=d.best_by, choices=list(BEST_BY), help="which validation number picks the checkpoint kept")
     p.add_argument("--val-split", type=float, default=d.val_split)
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping patience in epochs (0: off)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, choices=list(DEVICES))
-    p.add_argument("--limit-train", type=int, default=None, help="train on only the first N training images")
+    p.add_argument("--limit-train", type=int, default=d.limit_train, help="train on only the first N training images")
     p.add_argument("--run-dir", default=None, help="where checkpoints go (default: runs/<time>-<dataset>-<model>)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object last")
     return p
@@ -82,10 +92,23 @@ class ProgressBar:
             self.bar.close()
 
 
+def recipe_config(name: str | None) -> TrainConfig:
+    return TrainConfig.from_dict({**TrainConfig().to_dict(), **RECIPES[name].config}) if name else TrainConfig()
+
+
+def list_recipes() -> str:
+    return "\n".join(f"{name}: {r.description}" + (f" Published: {r.published}." if r.published else "")
+                     for name, r in RECIPES.items())
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    chosen, _ = build_parser().parse_known_args(argv)  # which recipe gives the defaults
+    if chosen.list_recipes:
+        print(list_recipes())
+        return 0
+    parser = build_parser(recipe_config(chosen.recipe))
     args = parser.parse_args(argv)
-    values = {k: v for k, v in vars(args).items() if k != "json"}
+    values = {k: v for k, v in vars(args).items() if k not in ("json", "recipe", "list_recipes")}
     cfg = TrainConfig(**values)
     try:
         cfg.validate()

@@ -9,10 +9,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.augment import AUGMENTATIONS, DESCRIPTIONS
-from core.config import BATCH_SIZES, DEVICES, LIMITS, LIST_LIMITS, TrainConfig
+from core.config import BATCH_SIZES, BEST_BY, DEVICES, LIMITS, LIST_LIMITS, TrainConfig
 from core.data import DATASETS
 from core.models import INITS, MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS, lr_curve
+from core.preprocess import INPUT_SCALINGS
 from core.recipes import RECIPES
 from core.summary import layer_table
 from core.urlstate import config_from_query, config_to_query
@@ -130,14 +131,20 @@ with run_col:
     st.select_slider("Batch size", sorted({*BATCH_SIZES, cfg.batch_size}), key=PREFIX + "batch_size")  # a link's own size too
     st.slider("Label smoothing", **bounds("label_smoothing"), step=0.05, key=PREFIX + "label_smoothing")
     st.number_input("Early stopping patience (epochs, 0 = off)", **bounds("patience"), key=PREFIX + "patience")
+    st.selectbox("Keep the epoch with the best validation", list(BEST_BY), key=PREFIX + "best_by",
+                 help="The checkpoint kept (and tested) is the epoch with the best validation accuracy, or loss")
     st.number_input("Seed", **bounds("seed"), key=PREFIX + "seed")
     st.selectbox("Device", list(DEVICES), key=PREFIX + "device", help="auto: the CUDA GPU when there is one, else the CPU")
 with data_col:
     st.subheader("Data")
     st.slider("Validation split", **bounds("val_split"), step=0.05, key=PREFIX + "val_split",
               help="Carved from the training set with the seed; the test set is never used for training or choosing a checkpoint")
+    st.selectbox("Input scaling", list(INPUT_SCALINGS), key=PREFIX + "input_scaling",
+                 format_func=lambda n: f"{n}: {INPUT_SCALINGS[n]}")
     st.multiselect("Augmentation (training batches only)", list(AUGMENTATIONS), key=PREFIX + "augment",
                    format_func=lambda n: f"{n}: {DESCRIPTIONS[n]}")
+    if "rotate" in st.session_state[PREFIX + "augment"]:
+        st.number_input("Rotate by up to (degrees)", **bounds("rotate_degrees"), step=5.0, key=PREFIX + "rotate_degrees")
     limit = st.number_input("Train on only the first N images (0 = all)", min_value=0,
                             max_value=LIMITS["limit_train"].high, value=cfg.limit_train or 0, step=1000)
 

@@ -309,7 +309,8 @@ def edge_links() -> list[dict[str, str]]:
     """A link at each end of every limit, with the optimizer or schedule that shows its widget."""
     from core.config import LIMITS
 
-    shows = {"momentum": {"optimizer": "sgd"}, "gamma": {"scheduler": "step"}, "step_epochs": {"scheduler": "step"}}
+    shows = {"momentum": {"optimizer": "sgd"}, "gamma": {"scheduler": "step"}, "step_epochs": {"scheduler": "step"},
+             "rotate_degrees": {"augment": "rotate"}}
     links = [{name: str(value), **shows.get(name, {})} for name, limit in LIMITS.items() for value in (limit.low, limit.high)]
     return links + [{"batch_size": "300"}, {"scheduler": "multistep", "milestones": "3,200,500"},
                     {"model": "mlp", "hidden": "8192,1"}, {"val_split": "0.12", "label_smoothing": "0.33"}]

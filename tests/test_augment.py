@@ -20,7 +20,8 @@ def _gen(seed=0):
 
 @pytest.mark.parametrize("name", list(AUGMENTATIONS))
 def test_shape_range_and_per_image_randomness(name):
-    x = _batch()
+    x = _batch(c=3)
+    x[:, 1] *= 0.5  # colour, so that grayscale has something to do
     out = AUGMENTATIONS[name](x.clone(), _gen())
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
     changed = (out != x).flatten(1).any(1)
@@ -82,3 +83,19 @@ def test_parse_refuses_unknown_names():
     assert parse_augmentations(None) == ()
     with pytest.raises(ValueError, match="Unknown augmentation blur"):
         parse_augmentations("rotate,blur")
+
+
+def test_grayscale_turns_about_one_colour_image_in_ten_grey_and_leaves_grey_ones():
+    x = torch.rand(2000, 3, 4, 4)
+    out = AUGMENTATIONS["grayscale"](x, _gen())
+    grey = (out[:, 0] == out[:, 1]).flatten(1).all(1) & (out[:, 1] == out[:, 2]).flatten(1).all(1)
+    assert 0.07 < grey.float().mean() < 0.13 and torch.equal(out[~grey], x[~grey])
+    mono = torch.rand(8, 1, 4, 4)
+    assert torch.equal(AUGMENTATIONS["grayscale"](mono, _gen()), mono)
+
+
+def test_rotation_degrees_come_from_the_config():
+    x = _batch()
+    assert torch.allclose(augment_batch(x, ("rotate",), _gen(), rotate_degrees=0.0), x, atol=1e-6)
+    small, large = (augment_batch(x, ("rotate",), _gen(), rotate_degrees=d) for d in (5.0, 60.0))
+    assert (small - x).abs().sum() < (large - x).abs().sum()

@@ -99,3 +99,15 @@ def test_unknown_dataset_or_missing_file_is_one_clear_line(capsys):
         assert train_cli.main(["--dataset", dataset]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "Unknown dataset" in err[0] and "CSV file or an image folder" in err[0]
+
+
+def test_a_recipe_gives_the_defaults_and_other_flags_override_them(tmp_path):
+    listing = _run("core.train", "--list-recipes")
+    assert listing.returncode == 0 and "course-lenet5-classic-xavier:" in listing.stdout and "98.49 %" in listing.stdout
+    proc = _run("core.train", "--recipe", "course-lenet5-classic-xavier", "--epochs", "1", "--limit-train", "300",
+                "--device", "cpu", "--run-dir", str(tmp_path / "run"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads(proc.stdout.strip().splitlines()[-1])["config"]
+    assert (cfg["model"], cfg["init"], cfg["input_scaling"], cfg["lr"], cfg["batch_size"], cfg["val_split"]) == (
+        "lenet5-classic", "xavier", "unit", 0.5, 100, 0.0)
+    assert cfg["epochs"] == 1 and cfg["limit_train"] == 300  # the flags given win

@@ -221,3 +221,19 @@ def test_long_curves_are_thinned_to_what_a_chart_shows():
     assert thinned(5) == [0, 1, 2, 3, 4]
     kept = thinned(25_000)
     assert len(kept) == 800 and kept[0] == 0 and kept[-1] == 24_999 and kept == sorted(set(kept))
+
+
+@pytest.mark.parametrize("scaling, mean, std", [("unit", [0.0], [1.0]), ("symmetric", [0.5], [0.5])])
+def test_input_scaling_is_what_the_model_is_fed_and_what_its_checkpoint_says(small_mnist, tmp_path, scaling, mean, std):
+    result = train(_cfg(tmp_path, input_scaling=scaling, limit_train=500), dataset=small_mnist)
+    checkpoint = load_checkpoint(result.checkpoint)
+    assert checkpoint.meta["mean"] == mean and checkpoint.meta["std"] == std
+    probs = predict_tensor(checkpoint, small_mnist.test_images.float() / 255)
+    assert torch.allclose(probs, result.test_probabilities, atol=1e-5)  # predict feeds it the same inputs
+
+
+def test_best_by_loss_keeps_the_epoch_of_the_lowest_validation_loss(small_mnist, tmp_path):
+    result = train(_cfg(tmp_path, epochs=4, lr=0.05, optimizer="sgd", scheduler="none", best_by="loss",
+                        limit_train=1000), dataset=small_mnist)
+    losses = {e["epoch"]: e["val_loss"] for e in result.epochs}
+    assert result.best_epoch == min(losses, key=losses.get)
