@@ -174,9 +174,20 @@ def _as_nchw(images) -> torch.Tensor:
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images, on the [0, 1] scale."""
-    per_channel = images.transpose(0, 1).reshape(images.shape[1], -1).double() / 255.0
-    return tuple(per_channel.mean(1).tolist()), tuple(per_channel.std(1).tolist())
+    """Per-channel mean and (sample) std of uint8 images, on the [0, 1] scale.
+
+    Computed from each channel's histogram of the 256 values, exactly, without a float copy of the
+    images (a float64 copy of MNIST's training set was 376 MB, twice over: the peak of a whole run).
+    """
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for c in range(images.shape[1]):
+        counts = torch.bincount(images[:, c].reshape(-1), minlength=256).double()
+        n = counts.sum()
+        mean = (counts * values).sum() / n
+        means.append(float(mean))
+        stds.append(float(((counts * (values - mean) ** 2).sum() / max(n - 1, 1)).sqrt()))
+    return tuple(means), tuple(stds)
 
 
 @functools.lru_cache(maxsize=8)

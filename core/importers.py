@@ -12,15 +12,18 @@ import dataclasses
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from core.archives import checked_members, extract, open_zip
 from core.data import ImageDataset, channel_stats
 from core.images import ImageRefused, read_image
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CSV_SIDE = 28  # mnist_train.csv: a label, then 28 x 28 pixel values
 CSV_COLUMNS = 1 + CSV_SIDE * CSV_SIDE
@@ -66,6 +69,8 @@ def _dataset_from_arrays(name: str, images: torch.Tensor, labels: np.ndarray, cl
 
 
 def _is_blank(cell: object) -> bool:
+    import pandas as pd
+
     return bool(pd.isna(cell)) or cell == ""
 
 
@@ -78,11 +83,18 @@ def _first_row(path: Path) -> list[str]:
         raise DataImportError(f"{path.name}: cannot be read as a text CSV file ({exc}).") from exc
 
 
-def _read_table(path: Path, skip: int) -> pd.DataFrame:
-    """pandas' C reader: about 1 s for the 60,000 rows of mnist_train.csv, where a Python loop takes 12."""
+def _read_table(path: Path, skip: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the cells as read, as numbers with NaN where a cell is not one), by pandas' C reader: about 1 s for
+    the 60,000 rows of mnist_train.csv, where a Python loop takes 12.
+
+    pandas is imported here, not at the top: training from the command line never reads a CSV, and
+    pandas adds about 60 MB and 0.15 s to every process that imports it.
+    """
+    import pandas as pd
+
     try:
-        return pd.read_csv(path, header=None, skiprows=skip, encoding="utf-8-sig", skip_blank_lines=True,
-                           keep_default_na=False, na_values=[])  # only a short row leaves cells missing
+        table = pd.read_csv(path, header=None, skiprows=skip, encoding="utf-8-sig", skip_blank_lines=True,
+                            keep_default_na=False, na_values=[])  # only a short row leaves cells missing
     except pd.errors.EmptyDataError:
         raise DataImportError(f"{path.name}: no data rows.") from None
     except pd.errors.ParserError as exc:
@@ -95,6 +107,10 @@ def _read_table(path: Path, skip: int) -> pd.DataFrame:
         raise DataImportError(f"{path.name}: cannot be read as a text CSV file ({exc}).") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise DataImportError(f"{path.name}: cannot be read as a text CSV file ({exc}).") from None
+    if all(kind.kind in "iuf" for kind in table.dtypes):
+        return table, table
+    # text somewhere (pandas reads "True" as a bool, which is not a pixel either)
+    return table, table.apply(lambda col: pd.to_numeric(col.astype(str) if col.dtype.kind == "b" else col, errors="coerce"))
 
 
 def import_csv(path: str | Path) -> ImageDataset:
@@ -113,14 +129,10 @@ def import_csv(path: str | Path) -> ImageDataset:
         bad = next(c for c in first if not _is_number(c))
         raise DataImportError(f"{path.name}, row 1: {bad[:40]!r} is not a number, and the row is not a header "
                               f"either (some of its cells are numbers).")
-    table = _read_table(path, first_line - 1)
+    table, numbers = _read_table(path, first_line - 1)
     if table.shape[1] != expected:  # the first data row sets the width; a longer later one is a ParserError
         raise DataImportError(f"{path.name}, row {first_line}: {table.shape[1]} columns, expected {expected} "
                               f"(a label, then {CSV_SIDE * CSV_SIDE} pixel values).")
-    if all(kind.kind in "iuf" for kind in table.dtypes):
-        numbers = table
-    else:  # text somewhere (pandas reads "True" as a bool, which is not a pixel either)
-        numbers = table.apply(lambda col: pd.to_numeric(col.astype(str) if col.dtype.kind == "b" else col, errors="coerce"))
     missing = numbers.isna().to_numpy()
     if missing.any():
         row, col = map(int, np.argwhere(missing)[0])

@@ -178,3 +178,13 @@ def test_visitors_arriving_together_share_one_load_of_a_dataset(mnist):
     for t in threads:
         t.join()
     assert len(loaded) == 4 and all(d is loaded[0] for d in loaded)  # one copy in memory, not four
+
+
+def test_channel_stats_from_histograms_match_the_float_computation():
+    from core.data import channel_stats
+
+    images = torch.randint(0, 256, (300, 3, 7, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    per_channel = images.transpose(0, 1).reshape(3, -1).double() / 255
+    mean, std = channel_stats(images)
+    assert torch.allclose(torch.tensor(mean, dtype=torch.float64), per_channel.mean(1), rtol=0, atol=1e-12)
+    assert torch.allclose(torch.tensor(std, dtype=torch.float64), per_channel.std(1), rtol=0, atol=1e-12)
