@@ -23,14 +23,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from core.config import LIST_LIMITS, within
+from core.data import MAX_CLASSES
 from core.files import atomic_write, write_json
 from core.models import MODELS, build_model, check_fits
 
 FORMAT_VERSION = 1
 MAX_DESCRIPTION_BYTES = 1 << 20  # a description with 1,000 class names is about 30 kB
 MAX_WEIGHTS_BYTES = 512 << 20
-MAX_CLASSES = 1000
-MAX_SIDE = 512  # pixels of an input image's height or width
+MAX_SIDE = 4096  # pixels of an input image's height or width, as core.images reads them
 MAX_NAME_CHARS = 255
 
 
@@ -72,7 +73,10 @@ def _whole(value: Any, low: int, high: int) -> bool:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    try:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def check_description(meta: Any, source: str) -> dict[str, Any]:
@@ -90,7 +94,7 @@ def check_description(meta: Any, source: str) -> dict[str, Any]:
         raise refuse(f"names an unknown architecture {str(name)[:40]!r} (known: {', '.join(MODELS)})")
     if not _whole(num_classes, 2, MAX_CLASSES):
         raise refuse(f"num_classes is {str(num_classes)[:40]}; it must be a whole number from 2 to {MAX_CLASSES:,}")
-    if not (isinstance(shape, list) and len(shape) == 3 and shape[0] in (1, 3) and not isinstance(shape[0], bool)
+    if not (isinstance(shape, list) and len(shape) == 3 and _whole(shape[0], 1, 3) and shape[0] != 2
             and all(_whole(side, 1, MAX_SIDE) for side in shape[1:])):
         raise refuse(f"input_shape is {str(shape)[:60]}; it must be [channels (1 or 3), height, width] with sides "
                      f"from 1 to {MAX_SIDE} pixels")
@@ -110,9 +114,11 @@ def check_description(meta: Any, source: str) -> dict[str, Any]:
         raise refuse("std must be above zero and at most 1 for every channel")
     config = meta.get("config") or {}
     hidden = config.get("hidden") if isinstance(config, dict) else None
-    if not isinstance(config, dict) or not (hidden is None or (isinstance(hidden, list) and 1 <= len(hidden) <= 8
-                                                                and all(_whole(h, 1, 4096) for h in hidden))):
-        raise refuse("config must be an object whose hidden, if given, lists 1 to 8 layer sizes from 1 to 4,096")
+    size, fewest, most = LIST_LIMITS["hidden"]  # what the config accepts, so every model this app trains loads
+    if not isinstance(config, dict) or not (hidden is None or (isinstance(hidden, list) and fewest <= len(hidden) <= most
+                                                                and all(within(size, h) for h in hidden))):
+        raise refuse(f"config must be an object whose hidden, if given, lists {fewest} to {most} layer sizes "
+                     f"from {size.low} to {size.high:,}")
     if "dataset" in meta and not isinstance(meta["dataset"], str):
         raise refuse("dataset must be a name")
     try:

@@ -31,23 +31,23 @@ class Limit(NamedTuple):
 
 
 LIMITS = {
-    "lr": Limit("Learning rate", 1e-8, 10.0, False),
+    "lr": Limit("Learning rate", 1e-12, 10.0, False),
     "momentum": Limit("Momentum", 0.0, 0.999, False),
     "weight_decay": Limit("Weight decay", 0.0, 1.0, False),
-    "label_smoothing": Limit("Label smoothing", 0.0, 0.5, False),
+    "label_smoothing": Limit("Label smoothing", 0.0, 0.99, False),
     "gamma": Limit("Decay factor gamma", 0.01, 1.0, False),
     "step_epochs": Limit("Step size (epochs)", 1, 500, True),
     "batch_size": Limit("Batch size", 1, 8192, True),
     "epochs": Limit("Epochs", 1, 500, True),
     "val_split": Limit("Validation split", 0.0, 0.5, False),
     "rotate_degrees": Limit("Rotation (degrees)", 0.0, 180.0, False),
-    "patience": Limit("Early-stopping patience (epochs)", 0, 500, True),
+    "patience": Limit("Early-stopping patience (epochs)", 0, 10_000, True),
     "seed": Limit("Seed", 0, 2**31 - 1, True),
     "limit_train": Limit("Training images (--limit-train)", 1, 10_000_000, True),  # or None: all
 }
 LIST_LIMITS = {  # each element, and how many
-    "milestones": (Limit("Milestones (epochs)", 1, 500, True), 0, 20),
-    "hidden": (Limit("Hidden layer sizes", 1, 8192, True), 1, 8),
+    "milestones": (Limit("Milestones (epochs)", 1, 500, True), 0, 100),
+    "hidden": (Limit("Hidden layer sizes", 1, 8192, True), 1, 16),
 }
 BATCH_SIZES = (16, 32, 64, 100, 128, 256, 512, 1024)  # the form's choices; the command line takes any in LIMITS
 
@@ -55,8 +55,12 @@ BATCH_SIZES = (16, 32, 64, 100, 128, 256, 512, 1024)  # the form's choices; the 
 def within(limit: Limit, value: Any) -> bool:
     """`value` is a number of the limit's kind (never a bool, NaN or infinity) inside its range."""
     kinds = int if limit.whole else (int, float)
-    return (isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
-            and limit.low <= value <= limit.high)
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value) and limit.low <= value <= limit.high
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 @dataclass
@@ -112,12 +116,12 @@ class TrainConfig:
             if name == "limit_train" and value is None:
                 continue
             kind = "a whole number" if limit.whole else "a number"
-            check(within(limit, value), f"{limit.label} must be {kind} from {limit.low:g} to {limit.high:g}, got {value!r}.")
+            check(within(limit, value), f"{limit.label} must be {kind} from {limit.low:g} to {limit.high:g}, got {value!r:.40}.")
         for name, (limit, fewest, most) in LIST_LIMITS.items():
             values = getattr(self, name)
             check(isinstance(values, tuple) and fewest <= len(values) <= most and all(within(limit, v) for v in values),
                   f"{limit.label} must be {fewest} to {most} whole numbers from {limit.low:g} to {limit.high:g}, "
-                  f"got {list(values) if isinstance(values, tuple) else values!r}.")
+                  f"got {list(values) if isinstance(values, tuple) else values!r:.60}.")
         check(self.run_dir is None or isinstance(self.run_dir, str), f"run_dir must be a path, got {self.run_dir!r}.")
         self.augment = parse_augmentations(self.augment)
         return self

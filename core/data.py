@@ -21,6 +21,8 @@ import torch
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.utils import check_integrity, extract_archive
 
+MAX_CLASSES = 10_000  # a dataset's classes: a checkpoint with more is refused, an import too
+
 DATA_DIR_VAR = "PLAYGROUND_DATA_DIR"
 ARCHIVE_DIR_VAR = "PLAYGROUND_ARCHIVE_DIR"
 

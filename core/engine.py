@@ -182,7 +182,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     trained_out = cfg.patience and progress["epochs_without_gain"] >= cfg.patience
     result.best_epoch = progress["best_epoch"]
     if trained_out:
-        result.message = (f"Early stopping: no better validation accuracy for {cfg.patience} epochs "
+        result.message = (f"Early stopping: no better validation {cfg.best_by} for {cfg.patience} epochs "
                           f"after epoch {result.best_epoch}.")
     step, train_time, samples_seen = progress["step"], progress["train_time"], progress["samples_seen"]
     resumed = f" (resumed after epoch {progress['epoch']})" if progress["epoch"] else ""
@@ -274,7 +274,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         store.save_training_state(model, optimizer, scheduler, gen, progress, result.epochs, result.steps, best_state)
         emit(record)
         if cfg.patience and progress["epochs_without_gain"] >= cfg.patience:
-            result.message = (f"Early stopping: no better validation accuracy for {cfg.patience} epochs "
+            result.message = (f"Early stopping: no better validation {cfg.best_by} for {cfg.patience} epochs "
                               f"after epoch {result.best_epoch}.")
             break
 

@@ -19,7 +19,7 @@ import torch
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from core.archives import checked_members, extract, open_zip
-from core.data import ImageDataset, channel_stats
+from core.data import MAX_CLASSES, ImageDataset, channel_stats
 from core.images import ImageRefused, read_image
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ SPLIT_SEED = 0
 
 
 MAX_CSV_BYTES = 1 << 30  # the 60,000-image mnist_train.csv is about 110 MB
+MAX_DECODED_BYTES = 1 << 30  # an image folder's pixels once decoded (CIFAR-10's 60,000 images: 184 MB)
 
 
 class DataImportError(ValueError):
@@ -50,6 +51,8 @@ def _dataset_from_arrays(name: str, images: torch.Tensor, labels: np.ndarray, cl
     """Hold out a seeded test split and compute normalisation from the training part."""
     if len(class_names) < 2:
         raise DataImportError(f"{name}: only one class ({class_names[0]!r}) was found; a classifier needs at least two.")
+    if len(class_names) > MAX_CLASSES:
+        raise DataImportError(f"{name}: {len(class_names):,} classes, more than the {MAX_CLASSES:,} this app trains.")
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
     n_test = max(1, int(round(len(labels) * TEST_FRACTION)))
     test_idx, train_idx = perm[:n_test], perm[n_test:]
@@ -74,11 +77,13 @@ def _is_blank(cell: object) -> bool:
     return bool(pd.isna(cell)) or cell == ""
 
 
-def _first_row(path: Path) -> list[str]:
-    """The first line's cells, to tell a header from data (a byte-order mark is not part of the first cell)."""
+def _first_rows(path: Path) -> list[list[str]]:
+    """The first two lines' cells: to tell a header from data (a byte-order mark is not part of the first
+    cell), and to refuse a wrong width before pandas builds a column for every field of it."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            return next(csv.reader(f), [])
+            reader = csv.reader(f)
+            return [row for _, row in zip(range(2), reader)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataImportError(f"{path.name}: cannot be read as a text CSV file ({exc}).") from exc
 
@@ -110,7 +115,12 @@ def _read_table(path: Path, skip: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     if all(kind.kind in "iuf" for kind in table.dtypes):
         return table, table
     # text somewhere (pandas reads "True" as a bool, which is not a pixel either)
-    return table, table.apply(lambda col: pd.to_numeric(col.astype(str) if col.dtype.kind == "b" else col, errors="coerce"))
+    def numbers(col: pd.Series) -> pd.Series:
+        try:
+            return pd.to_numeric(col.astype(str) if col.dtype.kind == "b" else col, errors="coerce")
+        except OverflowError:  # a whole number too long for any integer type: read cell by cell, as floats
+            return col.map(lambda cell: float(str(cell)) if _is_number(str(cell)) else np.nan).astype(float)
+    return table, table.apply(numbers)
 
 
 def import_csv(path: str | Path) -> ImageDataset:
@@ -121,7 +131,8 @@ def import_csv(path: str | Path) -> ImageDataset:
         raise DataImportError(f"{path.name}: not a regular file.")
     if path.stat().st_size > MAX_CSV_BYTES:
         raise DataImportError(f"{path.name} is larger than {MAX_CSV_BYTES >> 20} MB.")
-    first = _first_row(path)
+    rows = _first_rows(path)
+    first = rows[0] if rows else []
     first_line = 1
     if first and not any(_is_number(c) for c in first):
         first_line = 2  # a header line: no cell of it is a number
@@ -129,6 +140,10 @@ def import_csv(path: str | Path) -> ImageDataset:
         bad = next(c for c in first if not _is_number(c))
         raise DataImportError(f"{path.name}, row 1: {bad[:40]!r} is not a number, and the row is not a header "
                               f"either (some of its cells are numbers).")
+    head = rows[first_line - 1] if len(rows) >= first_line else []
+    if head and len(head) != expected:
+        raise DataImportError(f"{path.name}, row {first_line}: {len(head)} columns, expected {expected} "
+                              f"(a label, then {CSV_SIDE * CSV_SIDE} pixel values).")
     table, numbers = _read_table(path, first_line - 1)
     if table.shape[1] != expected:  # the first data row sets the width; a longer later one is a ParserError
         raise DataImportError(f"{path.name}, row {first_line}: {table.shape[1]} columns, expected {expected} "
@@ -186,10 +201,14 @@ def import_image_folder(path: str | Path) -> ImageDataset:
         files_per_class.append(files)
     if len(class_names) < 2:
         raise DataImportError(f"{root.name}: only one class ({class_names[0]!r}) was found; a classifier needs at least two.")
-    arrays, labels, first = [], [], None
+    arrays, labels, first, decoded = [], [], None, 0
     for label, files in enumerate(files_per_class):
         for file in files:
             array = _read_image(file, root)
+            decoded += array.nbytes
+            if decoded > MAX_DECODED_BYTES:  # small compressed files can decode to large images
+                raise DataImportError(f"{root.name}: its images decode to more than {MAX_DECODED_BYTES >> 20:,} MB "
+                                      f"of pixels (stopped at {file.relative_to(root)}); use fewer or smaller images.")
             if first is None:
                 first = (file, array.shape[:2])
             elif array.shape[:2] != first[1]:

@@ -321,3 +321,22 @@ def test_any_csv_imports_every_row_it_holds_or_is_refused_naming_a_row(tmp_path_
     assert len(dataset.train_labels) + len(dataset.test_labels) == len(kept)  # no row dropped without a word
     images = torch.cat([dataset.train_images, dataset.test_images]).flatten(1)
     assert sorted(map(tuple, images.tolist())) == sorted(tuple(int(float(c.strip('"'))) for c in r[1:]) for r in kept)
+
+
+def test_a_csv_with_an_enormous_row_or_number_is_refused_at_once(tmp_path):
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(["0"] * 1_000_000) + "\n")  # pandas would build a million columns first
+    with pytest.raises(DataImportError, match="row 1: 1000000 columns, expected 785"):
+        import_csv(wide)
+    rows = [[str(v) for v in row] for row in _rows(5)]
+    rows[2][7] = "9" * 400  # too long for any number type
+    with pytest.raises(DataImportError, match="row 3: values must be whole numbers from 0 to 255"):
+        import_csv(_write_csv(tmp_path / "long.csv", rows))
+
+
+def test_an_image_folder_that_decodes_to_more_than_the_limit_is_refused(tmp_path, monkeypatch):
+    import core.importers
+
+    monkeypatch.setattr(core.importers, "MAX_DECODED_BYTES", 16 * 16 * 6)
+    with pytest.raises(DataImportError, match="decode to more than"):
+        import_image_folder(_image_folder(tmp_path / "pets"))

@@ -68,3 +68,8 @@ def test_a_saved_config_with_any_values_is_valid_or_refused_with_a_value_error(v
         event("accepted")
     except ValueError:
         event("refused")
+
+
+def test_a_number_too_large_for_a_float_is_refused_with_a_short_message():
+    cfg, problems = config_from_query({"epochs": "1" + "0" * 400})
+    assert cfg == TrainConfig() and "Epochs must be a whole number" in problems[0] and len(problems[0]) < 200
