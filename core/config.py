@@ -19,7 +19,7 @@ from core.models import INITS, MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS
 from core.preprocess import INPUT_SCALINGS
 
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 BEST_BY = ("accuracy", "loss")  # which validation number picks the kept checkpoint
 
 

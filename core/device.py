@@ -5,12 +5,19 @@ from __future__ import annotations
 import torch
 
 
+def mps_available() -> bool:
+    """Apple's Metal GPU (a Mac with Apple silicon)."""
+    return torch.backends.mps.is_available()
+
+
 def resolve_device(choice: str = "auto") -> torch.device:
-    """'auto' is CUDA when a GPU is present, else the CPU; 'cuda' without a GPU is refused."""
+    """'auto' is a CUDA GPU when present, else Apple's MPS, else the CPU; a GPU asked for but absent is refused."""
     if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu")
     if choice == "cuda" and not torch.cuda.is_available():
         raise ValueError("CUDA was asked for, but no CUDA GPU is available here; use --device cpu or auto.")
+    if choice == "mps" and not mps_available():
+        raise ValueError("Apple's MPS was asked for, but it is not available here; use --device cpu or auto.")
     return torch.device(choice)
 
 
@@ -18,4 +25,6 @@ def describe_device(device: torch.device) -> str:
     """'NVIDIA H100 80GB HBM3' or 'CPU, 2 threads'."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
     return f"CPU, {torch.get_num_threads()} threads"

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from core.config import TrainConfig
+from core.device import resolve_device
 from core.models import build_model, count_parameters
 from core.settings import HostSettings
 from core.store import ACTIVE, RESUMABLE, RUN_ID, RunStatus, RunStore, list_runs, owner, process_alive
@@ -43,7 +44,7 @@ class Entry:
     store: RunStore
     workspace: str
     status: RunStatus
-    device: str  # "cpu" or "cuda"
+    device: str  # "cpu", "cuda" or "mps": resolve_device's type for the run's config
     queued_at: float
     started: float
     eta_seconds: float | None
@@ -65,7 +66,9 @@ class Place:
 
 
 def device_kind(cfg: TrainConfig) -> str:
-    return "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    if cfg.device == "auto":
+        return resolve_device("auto").type
+    return cfg.device
 
 
 def turn_order(queued: Iterable[Entry], last_start: dict[str, float]) -> list[Entry]:
@@ -226,7 +229,7 @@ class Scheduler:
             entries = self._scan()
             last_start = self._last_start(entries)
             order = turn_order([e for e in entries if e.status == RunStatus.QUEUED], last_start)
-            for device in ("cpu", "cuda"):
+            for device in ("cpu", "cuda", "mps"):
                 busy = sum(e.status in TRAINING and e.device == device for e in entries)
                 waiting = [e for e in order if e.device == device]
                 for entry in waiting[: max(0, self._slots(device) - busy)]:
@@ -337,7 +340,7 @@ class Scheduler:
 
     def _slots(self, device: str) -> int:
         # every CUDA run trains on the default GPU: one pool of slots for it
-        return max(1, self.settings.runs_per_gpu if device == "cuda" else self.settings.runs_per_cpu)
+        return max(1, self.settings.runs_per_gpu if device in ("cuda", "mps") else self.settings.runs_per_cpu)
 
     def _last_start(self, entries: list[Entry]) -> dict[str, float]:
         last = dict(self._served)

@@ -134,7 +134,7 @@ with run_col:
     st.selectbox("Keep the epoch with the best validation", list(BEST_BY), key=PREFIX + "best_by",
                  help="The checkpoint kept (and tested) is the epoch with the best validation accuracy, or loss")
     st.number_input("Seed", **bounds("seed"), key=PREFIX + "seed")
-    st.selectbox("Device", list(DEVICES), key=PREFIX + "device", help="auto: the CUDA GPU when there is one, else the CPU")
+    st.selectbox("Device", list(DEVICES), key=PREFIX + "device", help="auto: a CUDA GPU when there is one, else Apple's MPS (a Mac), else the CPU")
 with data_col:
     st.subheader("Data")
     st.slider("Validation split", **bounds("val_split"), step=0.05, key=PREFIX + "val_split",

@@ -237,3 +237,17 @@ def test_best_by_loss_keeps_the_epoch_of_the_lowest_validation_loss(small_mnist,
                         limit_train=1000), dataset=small_mnist)
     losses = {e["epoch"]: e["val_loss"] for e in result.epochs}
     assert result.best_epoch == min(losses, key=losses.get)
+
+
+def test_auto_picks_cuda_then_apples_mps_then_the_cpu(monkeypatch):
+    from core.device import describe_device, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto").type == "mps" and describe_device(torch.device("mps")) == "Apple GPU (MPS)"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(ValueError, match="MPS was asked for"):
+        resolve_device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"
