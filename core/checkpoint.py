@@ -13,7 +13,6 @@ one validator for every door that loads one.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from core.config import LIST_LIMITS, within
+from core.config import ANY_NUMBER, LIST_LIMITS, Limit, within
 from core.data import MAX_CLASSES
 from core.files import atomic_write, write_json
 from core.models import MODELS, build_model, check_fits
@@ -68,15 +67,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     return weights_path
 
 
-def _whole(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    except OverflowError:  # an integer too large for a float
-        return False
+CLASSES = Limit("num_classes", 2, MAX_CLASSES, True)
+CHANNELS = Limit("channels", 1, 3, True)  # 1 or 3: grey or colour
+SIDE = Limit("side", 1, MAX_SIDE, True)
 
 
 def check_description(meta: Any, source: str) -> dict[str, Any]:
@@ -92,10 +85,10 @@ def check_description(meta: Any, source: str) -> dict[str, Any]:
     name, num_classes, shape = meta["model"], meta["num_classes"], meta["input_shape"]
     if not isinstance(name, str) or name not in MODELS:
         raise refuse(f"names an unknown architecture {str(name)[:40]!r} (known: {', '.join(MODELS)})")
-    if not _whole(num_classes, 2, MAX_CLASSES):
+    if not within(CLASSES, num_classes):
         raise refuse(f"num_classes is {str(num_classes)[:40]}; it must be a whole number from 2 to {MAX_CLASSES:,}")
-    if not (isinstance(shape, list) and len(shape) == 3 and _whole(shape[0], 1, 3) and shape[0] != 2
-            and all(_whole(side, 1, MAX_SIDE) for side in shape[1:])):
+    if not (isinstance(shape, list) and len(shape) == 3 and within(CHANNELS, shape[0]) and shape[0] != 2
+            and all(within(SIDE, side) for side in shape[1:])):
         raise refuse(f"input_shape is {str(shape)[:60]}; it must be [channels (1 or 3), height, width] with sides "
                      f"from 1 to {MAX_SIDE} pixels")
     names = meta["class_names"]
@@ -105,7 +98,7 @@ def check_description(meta: Any, source: str) -> dict[str, Any]:
                      f"one per class")
     for key in ("mean", "std"):
         values = meta[key]
-        if not (isinstance(values, list) and len(values) == shape[0] and all(_finite(v) for v in values)):
+        if not (isinstance(values, list) and len(values) == shape[0] and all(within(ANY_NUMBER, v) for v in values)):
             raise refuse(f"{key} must be {shape[0]} finite number{'s' * (shape[0] > 1)}, one per channel")
     # images are on [0, 1], so their mean is too, and their std at most 0.5: a wilder value is not a statistic
     if not all(0 <= v <= 1 for v in meta["mean"]):

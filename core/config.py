@@ -52,6 +52,10 @@ LIST_LIMITS = {  # each element, and how many
 BATCH_SIZES = (16, 32, 64, 100, 128, 256, 512, 1024)  # the form's choices; the command line takes any in LIMITS
 
 
+ANY_NUMBER = Limit("A number", -math.inf, math.inf, False)  # any finite one
+COUNT = Limit("A count", 0, math.inf, True)
+
+
 def within(limit: Limit, value: Any) -> bool:
     """`value` is a number of the limit's kind (never a bool, NaN or infinity) inside its range."""
     kinds = int if limit.whole else (int, float)

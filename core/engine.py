@@ -22,7 +22,7 @@ from torch import nn
 
 from core.augment import augment_batch
 from core.checkpoint import CheckpointError, load_checkpoint, read_description, save_checkpoint
-from core.config import TrainConfig
+from core.config import ANY_NUMBER, COUNT, TrainConfig, within
 from core.data import (
     DATASETS,
     SAVED_SUFFIX,
@@ -356,15 +356,16 @@ REPORT_FIELDS = ("test_accuracy", "test_loss", "per_class_accuracy", "precision"
 def _check_report(result: TrainResult, source: str) -> None:
     """DamagedRun unless the test report's per-class numbers and predictions fit the run's classes."""
     k = len(result.class_names)
+
     def number_or_none(v: Any) -> bool:
-        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+        return v is None or within(ANY_NUMBER, v)
 
     lists_fit = all(isinstance(getattr(result, f), list) and len(getattr(result, f)) == k
                     and all(number_or_none(v) for v in getattr(result, f))
                     for f in ("per_class_accuracy", "precision", "recall", "count"))
     matrix = result.confusion_matrix
     matrix_fits = isinstance(matrix, list) and len(matrix) == k and all(
-        isinstance(row, list) and len(row) == k and all(isinstance(v, int) and v >= 0 for v in row) for row in matrix)
+        isinstance(row, list) and len(row) == k and all(within(COUNT, v) for v in row) for row in matrix)
     if not (lists_fit and matrix_fits and number_or_none(result.test_accuracy) and number_or_none(result.test_loss)):
         raise DamagedRun(f"{source}: its test report does not fit its {k} classes; train or evaluate it again.")
     probs, labels = result.test_probabilities, result.test_labels
