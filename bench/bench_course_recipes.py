@@ -22,7 +22,6 @@ sys.path.insert(0, str(REPO))
 from core.data import load_dataset  # noqa: E402
 from core.engine import train  # noqa: E402
 from core.recipes import RECIPES  # noqa: E402
-from core.train import recipe_config  # noqa: E402
 
 COURSE = [name for name, r in RECIPES.items() if name.startswith("course-") and r.config["dataset"] != "cifar10"]
 
@@ -35,7 +34,7 @@ def main() -> None:
     os.environ.setdefault("PLAYGROUND_ARCHIVE_DIR", str(REPO.parent / "shared" / "data" / "archives"))
     print(f"{'recipe':32} {'published':34} {'measured':>9} {'best epoch':>10} {'training s':>10}")
     for name in args.recipes:
-        cfg = recipe_config(name)
+        cfg = RECIPES[name].train_config()
         cfg.device, cfg.seed = "cpu", args.seed
         with tempfile.TemporaryDirectory() as tmp:
             cfg.run_dir = str(Path(tmp) / "run")

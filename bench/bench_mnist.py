@@ -14,6 +14,7 @@ it crosses 99 %; the engine is timed as one whole run of its default recipe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -98,7 +99,7 @@ def main() -> None:
                        batch_size=100, epochs=1, device=args.device, run_dir="runs/bench-same")
     eng_rate, _, _ = engine_run(same)
 
-    best = TrainConfig(**{**RECIPES["mnist-fast"].config, "device": args.device, "run_dir": "runs/bench-best"})
+    best = dataclasses.replace(RECIPES["mnist-fast"].train_config(), device=args.device, run_dir="runs/bench-best")
     best_rate, best_time, best_acc = engine_run(best)
 
     print()

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from core.config import TrainConfig
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -20,6 +22,10 @@ class Recipe:
     config: dict[str, Any]  # TrainConfig fields; the rest keep their defaults
     published: str = ""  # the test accuracy the recipe's notebook printed
     curve: tuple[float, ...] = ()  # the notebook's test accuracy after each epoch, when it printed them
+
+    def train_config(self) -> TrainConfig:
+        """The whole config: the recipe's values over the defaults."""
+        return TrainConfig.from_dict({**TrainConfig().to_dict(), **self.config})
 
 
 NOTEBOOK = dict(scheduler="none", label_smoothing=0.0, val_split=0.0, momentum=0.0)  # what the notebooks did not use

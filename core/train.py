@@ -92,10 +92,6 @@ class ProgressBar:
             self.bar.close()
 
 
-def recipe_config(name: str | None) -> TrainConfig:
-    return TrainConfig.from_dict({**TrainConfig().to_dict(), **RECIPES[name].config}) if name else TrainConfig()
-
-
 def list_recipes() -> str:
     return "\n".join(f"{name}: {r.description}" + (f" Published: {r.published}." if r.published else "")
                      for name, r in RECIPES.items())
@@ -106,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if chosen.list_recipes:
         print(list_recipes())
         return 0
-    parser = build_parser(recipe_config(chosen.recipe))
+    parser = build_parser(RECIPES[chosen.recipe].train_config() if chosen.recipe else None)
     args = parser.parse_args(argv)
     values = {k: v for k, v in vars(args).items() if k not in ("json", "recipe", "list_recipes")}
     cfg = TrainConfig(**values)

@@ -42,9 +42,9 @@ def bounds(name: str) -> dict:
 
 def apply_recipe(name: str) -> None:
     """Fill the form (and the dataset choice) from a recipe, before the widgets are drawn."""
-    values = {**TrainConfig().to_dict(), **RECIPES[name].config}
-    st.session_state[DATASET_KEY] = values["dataset"]
-    save_config(TrainConfig.from_dict(values))
+    cfg = RECIPES[name].train_config()
+    st.session_state[DATASET_KEY] = cfg.dataset
+    save_config(cfg)
     for key in [k for k in st.session_state if k.startswith(PREFIX)]:
         del st.session_state[key]
 
