@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core import augment, models, optim
+from core import augment, models, optim, preprocess
 from core.archives import check_member, is_hidden, member_path, open_zip, read_member
 from core.checkpoint import MAX_DESCRIPTION_BYTES, MAX_WEIGHTS_BYTES, Checkpoint, CheckpointError, load_checkpoint
 from core.config import TrainConfig
@@ -140,12 +140,8 @@ def main():
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train_x, train_y, test_x, test_y = load(cfg.dataset, args.data)
     unit = train_x.float() / 255
-    mean, std = unit.mean((0, 2, 3)), unit.std((0, 2, 3))  # input scaling "standardize"
-    if cfg.input_scaling == "unit":
-        mean, std = torch.zeros_like(mean), torch.ones_like(std)
-    elif cfg.input_scaling == "symmetric":
-        mean, std = torch.full_like(mean, 0.5), torch.full_like(std, 0.5)
-    mean, std = mean.view(1, -1, 1, 1).to(device), std.view(1, -1, 1, 1).to(device)
+    normalize = Normalizer(*input_stats(cfg.input_scaling, unit.mean((0, 2, 3)).tolist(), unit.std((0, 2, 3)).tolist()),
+                           device)
     perm = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(cfg.seed))
     n_val = int(round(len(train_y) * cfg.val_split))
     train_idx, val_idx = perm[n_val:].sort().values, perm[:n_val].sort().values
@@ -167,7 +163,7 @@ def main():
         correct = 0
         with torch.no_grad():
             for i in range(0, len(y), 1000):
-                x = (x_u8[i:i + 1000].to(device).float() / 255 - mean) / std
+                x = normalize(x_u8[i:i + 1000].to(device).float() / 255)
                 correct += (model(x).argmax(1) == y[i:i + 1000].to(device)).sum().item()
         return correct / max(1, len(y))
 
@@ -180,7 +176,7 @@ def main():
             x = images[idx].float() / 255
             if cfg.augment:
                 x = augment_batch(x, tuple(cfg.augment), gen, cfg.rotate_degrees)
-            loss = criterion(model((x - mean) / std), labels[idx])
+            loss = criterion(model(normalize(x)), labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -225,6 +221,7 @@ def standalone_script(cfg: TrainConfig, title: str) -> str:
         "# --- the model zoo (core/models.py) ---", _module_body(models),
         "# --- batch augmentation (core/augment.py) ---", _module_body(augment),
         "# --- optimizers and schedules (core/optim.py) ---", _module_body(optim),
+        "# --- input scaling (core/preprocess.py) ---", _module_body(preprocess),
         SCRIPT_MAIN.strip(),
     ]
     return "\n\n\n".join(parts) + "\n"
