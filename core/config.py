@@ -93,6 +93,7 @@ class TrainConfig:
     val_split: float = 0.1
     patience: int = 0  # early stopping: epochs without a better validation score; 0 = off
     best_by: str = "accuracy"  # the checkpoint kept is the epoch with the best validation accuracy, or loss
+    test_each_epoch: bool = False  # also measure the test set after every epoch, as course notebooks print it; never picks the checkpoint
     seed: int = 0
     device: str = "auto"
     limit_train: int | None = None  # train on the first N images of the training split only
@@ -114,7 +115,8 @@ class TrainConfig:
         check(self.input_scaling in INPUT_SCALINGS,
               f"Unknown input scaling {self.input_scaling!r}; choose one of {', '.join(INPUT_SCALINGS)}.")
         check(self.best_by in BEST_BY, f"best_by must be one of {', '.join(BEST_BY)}, got {self.best_by!r}.")
-        check(isinstance(self.nesterov, bool), f"nesterov must be true or false, got {self.nesterov!r}.")
+        for name in ("nesterov", "test_each_epoch"):
+            check(isinstance(getattr(self, name), bool), f"{name} must be true or false, got {getattr(self, name)!r}.")
         for name, limit in LIMITS.items():
             value = getattr(self, name)
             if name == "limit_train" and value is None:

@@ -252,8 +252,15 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
                 result.status, result.message = RunStatus.STOPPED, _stop_message(stop, f"while validating epoch {epoch}")
                 break
             val_loss, val_acc = loss_and_accuracy(probs, labels[val_idx])
+        test_loss = test_acc = None
+        if cfg.test_each_epoch:  # reported like the notebooks print it; the score below never sees it
+            probs = predict_probabilities(model, data.test_images, normalize, device, stop.is_set)
+            if probs is None:
+                result.status, result.message = RunStatus.STOPPED, _stop_message(stop, f"while testing epoch {epoch}")
+                break
+            test_loss, test_acc = loss_and_accuracy(probs, data.test_labels.to(device))
         record = EpochEvent(epoch, train_loss, train_acc, val_loss, val_acc,
-                            time.perf_counter() - epoch_start, optimizer.param_groups[0]["lr"])
+                            time.perf_counter() - epoch_start, optimizer.param_groups[0]["lr"], test_loss, test_acc)
         result.epochs.append(record.metrics())
 
         if val_acc is None:
@@ -305,7 +312,8 @@ def _test_report(model: nn.Module, data: ImageDataset, normalize: Normalizer,
 
 def _evaluate_test(result: TrainResult, model: nn.Module, data: ImageDataset, normalize: Normalizer,
                    device: torch.device, store: RunStore, emit: Callable[[Event], None]) -> None:
-    """Fill the test-set numbers of `result` and close the run's record; the test set is touched only here."""
+    """Fill the test-set numbers of `result` and close the run's record; the test set is touched only here
+    (and after each epoch when the config asks, for the record only)."""
     emit(StatusEvent(RunStatus.EVALUATING, "Evaluating on the test set"))
     probs, report = _test_report(model, data, normalize, device)
     for key, value in report.items():

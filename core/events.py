@@ -49,6 +49,8 @@ class EpochEvent:
     val_accuracy: float | None
     seconds: float  # wall time of this epoch, validation included
     lr: float
+    test_loss: float | None = None  # only when the config asks for the test set after every epoch
+    test_accuracy: float | None = None
     kind: str = "epoch"
 
     def metrics(self) -> dict[str, Any]:

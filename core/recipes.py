@@ -28,7 +28,8 @@ class Recipe:
         return TrainConfig.from_dict({**TrainConfig().to_dict(), **self.config})
 
 
-NOTEBOOK = dict(scheduler="none", label_smoothing=0.0, val_split=0.0, momentum=0.0)  # what the notebooks did not use
+# what the notebooks did not use, and the test accuracy they printed after every epoch
+NOTEBOOK = dict(scheduler="none", label_smoothing=0.0, val_split=0.0, momentum=0.0, test_each_epoch=True)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -128,3 +129,17 @@ RECIPES: dict[str, Recipe] = {
         published="none published",
     ),
 }
+
+
+IGNORED_BY_LECTURE = ("epochs", "seed", "device", "run_dir", "test_each_epoch")  # a lecture's curve still applies epoch by epoch
+
+
+def lecture(cfg: TrainConfig) -> tuple[str, Recipe] | None:
+    """The recipe with a published per-epoch curve that `cfg` replays (same data, model and training; any number of
+    epochs, any seed), so its curve can be drawn beside the run's."""
+    wanted = {k: v for k, v in cfg.to_dict().items() if k not in IGNORED_BY_LECTURE}
+    for name, recipe in RECIPES.items():
+        theirs = recipe.train_config().to_dict()
+        if recipe.curve and all(theirs[k] == v for k, v in wanted.items()):
+            return name, recipe
+    return None

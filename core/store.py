@@ -146,7 +146,7 @@ STATUS_FIELDS = {  # what each known field of status.json must be (None is alway
 def _is_epoch(e: Any) -> bool:
     """An epochs.json entry with every field the pages read."""
     return (isinstance(e, dict) and _count(e.get("epoch")) and all(_number(e.get(k)) for k in ("train_loss", "train_accuracy", "lr"))
-            and all(e.get(k) is None or _number(e[k]) for k in ("val_loss", "val_accuracy")))
+            and all(e.get(k) is None or _number(e[k]) for k in ("val_loss", "val_accuracy", "test_loss", "test_accuracy")))
 
 
 def check_status(raw: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,8 @@ class TensorBoard:
 
     def epoch(self, record) -> None:
         values = {"train_loss": record.train_loss, "train_accuracy": record.train_accuracy,
-                  "val_loss": record.val_loss, "val_accuracy": record.val_accuracy}
+                  "val_loss": record.val_loss, "val_accuracy": record.val_accuracy,
+                  "test_loss": record.test_loss, "test_accuracy": record.test_accuracy}
         for name, value in values.items():
             if value is not None:
                 self.writer.add_scalar(f"epoch/{name}", value, record.epoch)

@@ -61,6 +61,8 @@ def build_parser(d: TrainConfig | None = None) -> argparse.ArgumentParser:
                    help="; ".join(f"{k}: {v}" for k, v in INPUT_SCALINGS.items()))
     p.add_argument("--best-by", default=d.best_by, choices=list(BEST_BY), help="which validation number picks the checkpoint kept")
     p.add_argument("--val-split", type=float, default=d.val_split)
+    p.add_argument("--test-each-epoch", action=argparse.BooleanOptionalAction, default=d.test_each_epoch,
+                   help="also measure test accuracy after every epoch (reported only; never picks the checkpoint)")
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping patience in epochs (0: off)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, choices=list(DEVICES))
@@ -84,7 +86,9 @@ class ProgressBar:
             self.bar.set_postfix(epoch=event.epoch, loss=f"{event.loss:.4f}", rate=f"{event.samples_per_second:,.0f}/s")
         elif event.kind == "epoch":
             val = f", val loss {event.val_loss:.4f}, val acc {event.val_accuracy:.2%}" if event.val_accuracy is not None else ""
-            message = f"epoch {event.epoch}: train loss {event.train_loss:.4f}, train acc {event.train_accuracy:.2%}{val} ({event.seconds:.1f} s)"
+            test = f", test acc {event.test_accuracy:.2%}" if event.test_accuracy is not None else ""
+            message = (f"epoch {event.epoch}: train loss {event.train_loss:.4f}, train acc {event.train_accuracy:.2%}"
+                       f"{val}{test} ({event.seconds:.1f} s)")
             (self.bar.write if self.bar else print)(message, file=sys.stderr)
 
     def close(self) -> None:

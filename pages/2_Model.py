@@ -133,6 +133,9 @@ with run_col:
     st.number_input("Early stopping patience (epochs, 0 = off)", **bounds("patience"), key=PREFIX + "patience")
     st.selectbox("Keep the epoch with the best validation", list(BEST_BY), key=PREFIX + "best_by",
                  help="The checkpoint kept (and tested) is the epoch with the best validation accuracy, or loss")
+    st.checkbox("Test after every epoch", key=PREFIX + "test_each_epoch",
+                help="Measure the test set after each epoch, as course notebooks print it, to compare with a lecture's "
+                     "curve. It is only reported: the checkpoint is still chosen on validation")
     st.number_input("Seed", **bounds("seed"), key=PREFIX + "seed")
     st.selectbox("Device", list(DEVICES), key=PREFIX + "device", help="auto: a CUDA GPU when there is one, else Apple's MPS (a Mac), else the CPU")
 with data_col:

@@ -28,6 +28,7 @@ from pages.lib import (
     pct,
     workspace,
 )
+from pages.lib.curves import add_epoch_accuracy, lecture_caption
 
 st.set_page_config(page_title="Train · ConvNet Playground", page_icon="📈", layout="wide")
 st.title("📈 Train")
@@ -75,7 +76,7 @@ def figures(run_path: str, version: tuple[int, int]) -> tuple[go.Figure, go.Figu
     run's files (`version`) and shared by every session watching the run.
 
     Training loss and accuracy of an epoch are means over that epoch, so they sit at its middle;
-    validation is measured after the epoch, so it sits at its end.
+    validation (and test, when the config asks for it every epoch) is measured after the epoch, so it sits at its end.
     """
     store = RunStore(Path(run_path))
     steps, epochs, status = store.steps(), store.epochs(), store.status()
@@ -95,12 +96,12 @@ def figures(run_path: str, version: tuple[int, int]) -> tuple[go.Figure, go.Figu
                      line=dict(color="#312E81", dash="dot"))
     loss.add_scatter(x=epoch_x, y=[e["val_loss"] for e in epochs], name="validation", mode="lines+markers",
                      line=dict(color="#EA580C"))
+    if any(e.get("test_loss") is not None for e in epochs):
+        loss.add_scatter(x=epoch_x, y=[e.get("test_loss") for e in epochs], name="test (after each epoch)",
+                         mode="lines+markers", line=dict(color="#0F766E"))
     acc = go.Figure(layout=dict(title="Accuracy", xaxis_title="epoch", yaxis_tickformat=".1%", height=340,
                                 margin=dict(t=50, b=10), legend=legend))
-    acc.add_scatter(x=mid_x, y=[e["train_accuracy"] for e in epochs], name="train (epoch mean)", mode="lines+markers",
-                    line=dict(color="#4F46E5"))
-    acc.add_scatter(x=epoch_x, y=[e["val_accuracy"] for e in epochs], name="validation", mode="lines+markers",
-                    line=dict(color="#EA580C"))
+    add_epoch_accuracy(acc, epochs, store.config())
     lr = go.Figure(go.Scatter(x=step_x, y=[s["lr"] for s in steps], mode="lines", line=dict(color="#0F766E")),
                    layout=dict(title="Learning rate", xaxis_title="epoch", height=260, margin=dict(t=50, b=10)))
     return loss, acc, lr
@@ -124,6 +125,8 @@ def curves(store: RunStore) -> None:
     left.caption("Plain cross-entropy on both sides, so train and validation compare; with label smoothing "
                  "the optimizer minimises a smoothed version, which is higher.")
     right.plotly_chart(acc, width="stretch")
+    if caption := lecture_caption(store.config()):
+        right.caption(caption)
     st.plotly_chart(lr, width="stretch")
 
 

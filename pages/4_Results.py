@@ -14,6 +14,7 @@ from core.metrics import calibration, confident_mistakes, most_confused
 from core.store import DamagedRun, intact
 from core.workspaces import may_read_dataset
 from pages.lib import choose_run, image_row, intro, my_runs, pct, workspace
+from pages.lib.curves import add_epoch_accuracy, lecture_caption
 
 st.set_page_config(page_title="Results · ConvNet Playground", page_icon="🔍", layout="wide")
 st.title("🔍 Results")
@@ -64,7 +65,8 @@ if probs is None:
 predicted = probs.argmax(1)
 names = r.class_names
 
-classes_tab, confusion_tab, mistakes_tab, calibration_tab = st.tabs(["Per class", "Confusion", "Mistakes", "Calibration"])
+classes_tab, confusion_tab, mistakes_tab, calibration_tab, epochs_tab = st.tabs(
+    ["Per class", "Confusion", "Mistakes", "Calibration", "Per epoch"])
 
 with classes_tab:
     table = pd.DataFrame({"class": names, "accuracy": r.per_class_accuracy, "precision": r.precision,
@@ -110,3 +112,14 @@ with calibration_tab:
                       margin=dict(t=50, b=10))
     st.plotly_chart(fig, width="stretch")
     st.caption("Points below the diagonal: the model is more confident than it is right (over-confident).")
+
+with epochs_tab:
+    run_cfg = store.config()
+    fig = go.Figure(layout=dict(title="Accuracy per epoch", xaxis_title="epoch", yaxis_tickformat=".1%", height=420,
+                                margin=dict(t=50, b=10)))
+    add_epoch_accuracy(fig, r.epochs, run_cfg)
+    st.plotly_chart(fig, width="stretch")
+    st.caption(lecture_caption(run_cfg) or "A gap between train and validation that widens with the epochs is overfitting.")
+    if run_cfg.test_each_epoch:
+        st.caption("This run measured the test set after every epoch, as the course notebooks print it; the checkpoint "
+                   f"kept was still chosen without it (epoch {r.best_epoch}).")

@@ -51,6 +51,12 @@ def figures(at: AppTest) -> list[dict]:
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
+def titled(at: AppTest, title: str) -> dict:
+    """The one chart of the page with this title."""
+    [chart] = [f for f in figures(at) if f["layout"].get("title", {}).get("text") == title]
+    return chart
+
+
 def test_home_shows_device_datasets_and_the_journey(mnist):
     at = open_page()
     assert at.metric[0].value.startswith("CPU") or "NVIDIA" in at.metric[0].value
@@ -371,3 +377,29 @@ def test_any_link_opens_the_model_page_without_an_exception(mnist, link):
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     event("notice" if at.warning else "opened as linked")
+
+
+def test_a_run_of_a_lecture_recipe_is_drawn_beside_the_lectures_curve(small_mnist, tmp_path, monkeypatch):
+    from core.engine import train
+    from core.recipes import RECIPES
+
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    recipe = RECIPES["course-lenet5-classic-xavier"]
+    cfg = dataclasses.replace(recipe.train_config(), epochs=2, device="cpu")  # fewer epochs: still the lecture's recipe
+    result = train(cfg, dataset=small_mnist)
+    train(dataclasses.replace(cfg, lr=0.1), dataset=small_mnist)  # another recipe: no lecture beside it
+
+    at = open_page("pages/4_Results.py")
+    assert not [f for f in figures(at) if any(t.get("name", "").startswith("lecture") for t in f["data"])]
+    at.selectbox[0].set_value(Path(result.run_dir).name).run()
+    per_epoch = titled(at, "Accuracy per epoch")
+    traces = {t["name"]: t for t in per_epoch["data"]}
+    assert traces["lecture (test, course-lenet5-classic-xavier)"]["y"] == pytest.approx([v / 100 for v in recipe.curve])
+    assert traces["test (after each epoch)"]["y"] == pytest.approx([e["test_accuracy"] for e in result.epochs])
+    assert "validation" not in traces  # the notebook had no validation split
+    assert any("98.49 %" in c.value for c in at.caption)
+
+    at.session_state["run_id"] = Path(result.run_dir).name
+    at = open_page("pages/3_Train.py", at)
+    accuracy = titled(at, "Accuracy")
+    assert "lecture (test, course-lenet5-classic-xavier)" in {t["name"] for t in accuracy["data"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -251,3 +252,14 @@ def test_auto_picks_cuda_then_apples_mps_then_the_cpu(monkeypatch):
         resolve_device("mps")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto").type == "cuda"
+
+
+def test_testing_after_each_epoch_is_reported_and_changes_nothing_else(small_mnist, tmp_path):
+    cfg = _cfg(tmp_path, epochs=2, limit_train=1000, val_split=0.0, seed=3)
+    plain = train(cfg, dataset=small_mnist)
+    tested = train(dataclasses.replace(cfg, test_each_epoch=True), dataset=small_mnist)
+    assert all(e.get("test_accuracy") is None for e in plain.epochs)
+    assert [e["train_loss"] for e in tested.epochs] == [e["train_loss"] for e in plain.epochs]  # the same training
+    assert tested.test_accuracy == plain.test_accuracy and tested.best_epoch == plain.best_epoch == 2
+    assert tested.epochs[-1]["test_accuracy"] == pytest.approx(tested.test_accuracy)  # no validation: the last epoch is kept
+    assert 0.1 < tested.epochs[0]["test_accuracy"] < tested.epochs[1]["test_accuracy"]
