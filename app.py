@@ -65,7 +65,8 @@ def home() -> None:
     st.page_link("pages/3_Train.py", label="3. Train: start a run and watch the curves live", icon="📈")
     st.page_link("pages/4_Results.py", label="4. Results: per-class accuracy, confusion, mistakes, calibration", icon="🔍")
     st.page_link("pages/5_Draw.py", label="5. Draw: sketch a digit and see what the model thinks", icon="✏️")
-    st.page_link("pages/6_Runs.py", label="6. Runs: compare, resume, export and share every run", icon="🗂️")
+    st.page_link("pages/5_Inside.py", label="6. Inside: filters forming, feature maps, why it answers", icon="🔬")
+    st.page_link("pages/6_Runs.py", label="7. Runs: compare, resume, export and share every run", icon="🗂️")
 
 
 if __name__ == "__main__":  # Streamlit runs this file as the home page, once per visit

@@ -70,6 +70,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
 CLASSES = Limit("num_classes", 2, MAX_CLASSES, True)
 CHANNELS = Limit("channels", 1, 3, True)  # 1 or 3: grey or colour
 SIDE = Limit("side", 1, MAX_SIDE, True)
+PROBABILITY = Limit("threshold", 0.0, 1.0, False)  # "not sure" below it (core.confidence); null in older checkpoints
 
 
 def check_description(meta: Any, source: str) -> dict[str, Any]:
@@ -114,6 +115,8 @@ def check_description(meta: Any, source: str) -> dict[str, Any]:
                      f"from {size.low} to {size.high:,}")
     if "dataset" in meta and not isinstance(meta["dataset"], str):
         raise refuse("dataset must be a name")
+    if meta.get("threshold") is not None and not within(PROBABILITY, meta["threshold"]):
+        raise refuse("threshold must be a probability from 0 to 1, or null")
     try:
         check_fits(name, tuple(shape), num_classes, tuple(hidden) if hidden else None)
     except ValueError as exc:

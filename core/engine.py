@@ -22,6 +22,7 @@ from torch import nn
 
 from core.augment import augment_batch
 from core.checkpoint import CheckpointError, load_checkpoint, read_description, save_checkpoint
+from core.confidence import not_sure_threshold
 from core.config import ANY_NUMBER, COUNT, TrainConfig, within
 from core.data import (
     DATASETS,
@@ -33,6 +34,7 @@ from core.data import (
     train_val_split,
 )
 from core.device import describe_device, resolve_device
+from core.dynamics import LayerStats
 from core.events import EndEvent, EpochEvent, Event, StartEvent, StatusEvent, StepEvent, Stop
 from core.importers import import_user_data
 from core.metrics import (
@@ -41,7 +43,7 @@ from core.metrics import (
     loss_and_accuracy,
     predict_probabilities,
 )
-from core.models import build_model, check_fits, count_parameters
+from core.models import build_model, check_fits, count_parameters, first_convolution
 from core.optim import build_optimizer, build_scheduler
 from core.preprocess import Normalizer, input_stats, to_unit
 from core.recorders import RunRecorder, TensorBoardRecorder, fan_out
@@ -72,6 +74,7 @@ class TrainResult:
     count: list[int] = field(default_factory=list)
     confusion_matrix: list[list[int]] = field(default_factory=list)
     checkpoint: str | None = None
+    threshold: float | None = None  # below this top probability the model says "not sure" (core.confidence)
     run_dir: str | None = None
     test_probabilities: torch.Tensor | None = field(default=None, repr=False)  # N x K, kept out of JSON
     test_labels: torch.Tensor | None = field(default=None, repr=False)  # N, kept out of JSON
@@ -175,7 +178,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     # everything Resume needs to continue exactly where an epoch ended
     progress = {"epoch": 0, "step": 0, "best_score": None, "best_epoch": None, "epochs_without_gain": 0,
                 "train_time": 0.0, "samples_seen": 0}
-    best_state = None
+    best_state = best_val_probs = None
     if store.has_training_state():
         progress, result.epochs, result.steps, best_state = store.load_training_state(model, optimizer, scheduler, gen)
     # a run killed after its last epoch (while testing, say) has no epoch left: it goes straight to the test
@@ -185,6 +188,10 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         result.message = (f"Early stopping: no better validation {cfg.best_by} for {cfg.patience} epochs "
                           f"after epoch {result.best_epoch}.")
     step, train_time, samples_seen = progress["step"], progress["train_time"], progress["samples_seen"]
+    layer_stats = LayerStats(model)
+    first_layer = first_convolution(model)
+    if first_layer is not None and not progress["epoch"]:
+        store.save_filters(0, first_layer.weight)  # as initialised: the Filters view starts from noise
     resumed = f" (resumed after epoch {progress['epoch']})" if progress["epoch"] else ""
     emit(StartEvent(result.device, result.params, total_steps, list(result.epochs), list(result.steps)))
     emit(StatusEvent(RunStatus.RUNNING, f"Training {cfg.model} on {result.device}{resumed}"))
@@ -198,6 +205,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         epoch_correct = torch.zeros((), device=device, dtype=torch.long)
         steps_since_event, samples_since_event, tick = 0, 0, time.perf_counter()
         for i in range(steps_per_epoch):
+            layer_stats.armed = steps_since_event + 1 == log_every or i == steps_per_epoch - 1  # this step reports
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x = to_unit(images[idx])
             if cfg.augment:
@@ -228,10 +236,12 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
                 result.train_seconds, result.samples_per_second = train_time, rate
                 if not math.isfinite(mean_loss):
                     return _finish_diverged(result, model, data, normalize, device, best_state, store, epoch, step, emit)
-                lr = optimizer.param_groups[0]["lr"]
-                result.steps.append({"epoch": epoch, "step": step, "loss": mean_loss, "lr": lr})
-                emit(StepEvent(epoch, step, total_steps, mean_loss, lr, rate,
-                               (total_steps - step) * cfg.batch_size / max(rate, 1e-9)))
+                layers, activations = layer_stats.read()
+                event = StepEvent(epoch, step, total_steps, mean_loss, optimizer.param_groups[0]["lr"], rate,
+                                  (total_steps - step) * cfg.batch_size / max(rate, 1e-9), layers,
+                                  activations if i == steps_per_epoch - 1 else None)  # histograms: one per epoch
+                result.steps.append(event.record())
+                emit(event)
                 loss_sum.zero_()
                 steps_since_event, samples_since_event, tick = 0, 0, time.perf_counter()
                 if max_seconds and train_time >= max_seconds and not stop.is_set():
@@ -245,20 +255,20 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
 
         n_train = len(train_idx)
         train_loss, train_acc = epoch_loss.item() / n_train, epoch_correct.item() / n_train
-        val_loss = val_acc = None
+        val_loss = val_acc = val_probs = None
         if len(val_idx):
-            probs = predict_probabilities(model, images[val_idx], normalize, device, stop.is_set)
-            if probs is None:
+            val_probs = predict_probabilities(model, images[val_idx], normalize, device, stop.is_set)
+            if val_probs is None:
                 result.status, result.message = RunStatus.STOPPED, _stop_message(stop, f"while validating epoch {epoch}")
                 break
-            val_loss, val_acc = loss_and_accuracy(probs, labels[val_idx])
+            val_loss, val_acc = loss_and_accuracy(val_probs, labels[val_idx])
         test_loss = test_acc = None
         if cfg.test_each_epoch:  # reported like the notebooks print it; the score below never sees it
-            probs = predict_probabilities(model, data.test_images, normalize, device, stop.is_set)
-            if probs is None:
+            test_probs = predict_probabilities(model, data.test_images, normalize, device, stop.is_set)
+            if test_probs is None:
                 result.status, result.message = RunStatus.STOPPED, _stop_message(stop, f"while testing epoch {epoch}")
                 break
-            test_loss, test_acc = loss_and_accuracy(probs, data.test_labels.to(device))
+            test_loss, test_acc = loss_and_accuracy(test_probs, data.test_labels.to(device))
         record = EpochEvent(epoch, train_loss, train_acc, val_loss, val_acc,
                             time.perf_counter() - epoch_start, optimizer.param_groups[0]["lr"], test_loss, test_acc)
         result.epochs.append(record.metrics())
@@ -271,12 +281,15 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         if progress["best_score"] is None or score > progress["best_score"]:
             progress.update(best_score=score, best_epoch=epoch, epochs_without_gain=0)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_val_probs = val_probs  # the threshold is calibrated on them at the end
             save_checkpoint(store.best_checkpoint, model, meta)
         else:
             progress["epochs_without_gain"] += 1
         result.best_epoch = progress["best_epoch"]
         progress.update(epoch=epoch, step=step, train_time=train_time, samples_seen=samples_seen)
         save_checkpoint(store.last_checkpoint, model, meta)
+        if first_layer is not None:
+            store.save_filters(epoch, first_layer.weight)
         # the one write Resume depends on; everything that reports this epoch comes after it
         store.save_training_state(model, optimizer, scheduler, gen, progress, result.epochs, result.steps, best_state)
         emit(record)
@@ -285,17 +298,23 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
                               f"after epoch {result.best_epoch}.")
             break
 
+    layer_stats.close()
     if result.status == RunStatus.RUNNING:
         result.status = RunStatus.FINISHED
         result.message = result.message or f"Finished {len(result.epochs)} epochs."
     if best_state is not None:
         model.load_state_dict(best_state)  # from Resume's state too, so best.* matches it after a kill
+    if best_val_probs is None and len(val_idx):  # resumed, or stopped inside the first epoch
+        best_val_probs = predict_probabilities(model, images[val_idx], normalize, device)
+    result.threshold = None if best_val_probs is None else not_sure_threshold(best_val_probs, labels[val_idx])
+    if best_state is not None:
         best_val = next((e["val_accuracy"] for e in result.epochs if e["epoch"] == result.best_epoch), None)
-        save_checkpoint(store.best_checkpoint, model,
-                        checkpoint_meta(cfg, data, model, epoch=result.best_epoch, val_accuracy=best_val))
+        save_checkpoint(store.best_checkpoint, model, checkpoint_meta(
+            cfg, data, model, epoch=result.best_epoch, val_accuracy=best_val, threshold=result.threshold))
         result.checkpoint = str(store.best_checkpoint)
     else:  # stopped inside the first epoch: keep what it learned so far
-        result.checkpoint = str(save_checkpoint(store.best_checkpoint, model, checkpoint_meta(cfg, data, model, epoch=0)))
+        result.checkpoint = str(save_checkpoint(store.best_checkpoint, model,
+                                                checkpoint_meta(cfg, data, model, epoch=0, threshold=result.threshold)))
     _evaluate_test(result, model, data, normalize, device, store, emit)
     return result
 
@@ -396,6 +415,7 @@ def load_result(store: RunStore) -> TrainResult:
         best_epoch=status.get("best_epoch"), train_seconds=status.get("train_seconds") or 0.0,
         samples_per_second=status.get("samples_per_second") or 0.0,
         checkpoint=str(store.best_checkpoint) if store.best_checkpoint.is_file() else None, run_dir=str(store.path),
+        threshold=meta.get("threshold"),
     )
     predictions = store.test_predictions()
     if predictions is not None:

@@ -35,7 +35,14 @@ class StepEvent:
     lr: float
     samples_per_second: float
     eta_seconds: float
+    layers: dict[str, dict[str, float | None]] | None = None  # core.dynamics: per layer mean, std, grad_norm
+    activations: dict[str, Any] | None = field(default=None, repr=False)  # per layer some values, for histograms (epoch ends)
     kind: str = "step"
+
+    def record(self) -> dict[str, Any]:
+        """The step's line in steps.json."""
+        line = {"epoch": self.epoch, "step": self.step, "loss": self.loss, "lr": self.lr}
+        return {**line, "layers": self.layers} if self.layers else line
 
 
 @dataclass

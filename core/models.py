@@ -130,6 +130,11 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+def first_convolution(model: nn.Module) -> nn.Conv2d | None:
+    """The layer whose kernels look at the pixels themselves (None in an MLP)."""
+    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+
+
 def _init_xavier(module: nn.Module) -> None:
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         nn.init.xavier_uniform_(module.weight)

@@ -16,16 +16,23 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from core.confidence import is_sure
 from core.images import ImageRefused, read_image
 from core.preprocess import Normalizer
+
+
+def read_unit_image(source: str | Path | BinaryIO, colour: bool, name: str | None = None) -> torch.Tensor:
+    """An image file or upload at its own size, as a C x H x W float tensor on [0, 1] (ImageRefused for one
+    this app will not read)."""
+    array = read_image(source, colour=colour, name=name).astype(np.float32) / 255.0
+    return torch.from_numpy(array).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1)
 
 
 def image_to_tensor(source: str | Path | BinaryIO, shape: tuple[int, int, int], name: str | None = None) -> torch.Tensor:
     """An image file or upload as a C x H x W float tensor on [0, 1], converted and resized to `shape`
     (ImageRefused for one this app will not read)."""
     c, h, w = shape
-    array = read_image(source, colour=c == 3, name=name).astype(np.float32) / 255.0
-    x = torch.from_numpy(array).reshape(array.shape[0], array.shape[1], -1).permute(2, 0, 1)
+    x = read_unit_image(source, colour=c == 3, name=name)
     if x.shape[1:] != (h, w):
         x = TF.resize(x, [h, w], antialias=True)
     return x.clamp(0, 1)
@@ -42,6 +49,7 @@ def predict_tensor(checkpoint: Checkpoint, unit_images: torch.Tensor) -> torch.T
 def predict_files(checkpoint: Checkpoint, paths: list[str]) -> list[dict[str, Any]]:
     """One result per path, in order; an unreadable file gets an `error` instead of a prediction."""
     shape = tuple(checkpoint.meta["input_shape"])
+    threshold = checkpoint.meta.get("threshold")  # None in checkpoints saved before thresholds: every answer sure
     results: list[dict[str, Any]] = [{"path": p} for p in paths]
     tensors, readable = [], []
     for i, path in enumerate(paths):
@@ -58,8 +66,9 @@ def predict_files(checkpoint: Checkpoint, paths: list[str]) -> list[dict[str, An
                 continue
             index = int(p.argmax())
             results[i].update(
-                {"class": checkpoint.class_names[index], "index": index,
-                 "probability": float(p[index]), "probabilities": [float(v) for v in p]}
+                {"class": checkpoint.class_names[index], "index": index, "probability": float(p[index]),
+                 "sure": is_sure(float(p[index]), threshold), "threshold": threshold,
+                 "probabilities": [float(v) for v in p]}
             )
     return results
 
@@ -81,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for r in results:
             name = Path(r["path"]).name
-            print(f"{name}: {r['error']}" if "error" in r else f"{name}: {r['class']} ({r['probability']:.1%})")
+            if "error" in r:
+                print(f"{name}: {r['error']}")
+            else:
+                doubt = "" if r["sure"] else f", not sure: below the threshold {r['threshold']:.1%}"
+                print(f"{name}: {r['class']} ({r['probability']:.1%}{doubt})")
     return 0 if all("error" not in r for r in results) else 2
 
 

@@ -35,7 +35,7 @@ class RunRecorder:
         elif isinstance(event, StatusEvent):
             self.store.update_status(status=event.status, message=event.message, **owner())
         elif isinstance(event, StepEvent):
-            self.steps.append({"epoch": event.epoch, "step": event.step, "loss": event.loss, "lr": event.lr})
+            self.steps.append(event.record())
             if time.monotonic() - self.last_write >= self.live_interval:
                 self.last_write = time.monotonic()
                 self.store.write_metrics(self.epochs, self.steps)
@@ -52,7 +52,7 @@ class RunRecorder:
 
 
 class TensorBoardRecorder:
-    """The run's TensorBoard scalars; a resumed run drops the events past its last finished epoch."""
+    """The run's TensorBoard scalars and histograms; a resumed run drops the events past its last finished epoch."""
 
     def __init__(self, store: RunStore) -> None:
         self.store = store
@@ -65,7 +65,7 @@ class TensorBoardRecorder:
         elif self.board is None:
             return
         elif isinstance(event, StepEvent):
-            self.board.step(event.step, event.loss, event.lr)
+            self.board.step(event)
         elif isinstance(event, EpochEvent):
             self.board.epoch(event)
         elif isinstance(event, EndEvent):

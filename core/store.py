@@ -149,6 +149,17 @@ def _is_epoch(e: Any) -> bool:
             and all(e.get(k) is None or _number(e[k]) for k in ("val_loss", "val_accuracy", "test_loss", "test_accuracy")))
 
 
+def _is_step(s: Any) -> bool:
+    """A steps.json entry with every field the pages read; its layers (core.dynamics), if any, numbers or null."""
+    if not (isinstance(s, dict) and _count(s.get("epoch")) and _count(s.get("step")) and _number(s.get("loss"))
+            and _number(s.get("lr"))):
+        return False
+    layers = s.get("layers", {})
+    return isinstance(layers, dict) and all(
+        isinstance(name, str) and isinstance(numbers, dict) and set(numbers) == {"mean", "std", "grad_norm"}
+        and all(v is None or _number(v) for v in numbers.values()) for name, numbers in layers.items())
+
+
 def check_status(raw: dict[str, Any]) -> dict[str, Any]:
     """status.json's fields when each has the type this project writes; DamagedRun naming the first that does not."""
     if raw.get("status") not in RunStatus.__members__.values():
@@ -295,9 +306,8 @@ class RunStore:
 
     def steps(self) -> list[dict]:
         steps = read_json_file(self.path / "steps.json", list, [])
-        if not all(isinstance(s, dict) and _count(s.get("epoch")) and _count(s.get("step")) and _number(s.get("loss"))
-                   and _number(s.get("lr")) for s in steps):
-            raise DamagedRun("steps.json holds an entry that is not a step's loss and learning rate.")
+        if not all(_is_step(s) for s in steps):
+            raise DamagedRun("steps.json holds an entry that is not a step's loss, learning rate and layer numbers.")
         return steps
 
     # --- checkpoints -------------------------------------------------------
@@ -349,6 +359,28 @@ class RunStore:
 
     def has_training_state(self) -> bool:
         return (self.path / "resume.safetensors").is_file()
+
+    # --- the first convolution's kernels, epoch by epoch ---------------------
+    def save_filters(self, epoch: int, weight: torch.Tensor) -> None:
+        """Add one epoch's first-layer kernels (epoch 0: as initialised) to the run's history of them."""
+        history = {f"epoch.{e}": w for e, w in self.filters().items() if e != epoch}
+        history[f"epoch.{epoch}"] = weight.detach().float().cpu().contiguous()
+        atomic_write(self.path / "filters.safetensors", lambda p: save_file(history, str(p)))
+
+    def filters(self) -> dict[int, torch.Tensor]:
+        """{epoch: out x in x k x k kernels}, oldest first; empty for a run without a convolution, or an older run."""
+        path = self.path / "filters.safetensors"
+        if not path.is_file():
+            return {}
+        try:
+            tensors = load_file(str(path))
+            history = {int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("epoch.")}
+        except (OSError, SafetensorError, ValueError):
+            return {}
+        shapes = {tuple(v.shape) for v in history.values()}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 4:
+            return {}  # not what save_filters writes
+        return dict(sorted(history.items()))
 
     # --- evaluation --------------------------------------------------------
     def write_evaluation(self, report: dict[str, Any], probabilities: torch.Tensor, labels: torch.Tensor) -> None:

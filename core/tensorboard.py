@@ -14,9 +14,18 @@ class TensorBoard:
         # purge_step drops events past the last checkpoint when an interrupted run resumes
         self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge_step)
 
-    def step(self, step: int, loss: float, lr: float) -> None:
-        self.writer.add_scalar("step/train_loss", loss, step)
-        self.writer.add_scalar("step/learning_rate", lr, step)
+    def step(self, event) -> None:
+        """A reported step: loss and learning rate; per layer its activations' mean and std, its gradient's norm
+        (scalars) and its activations (a histogram)."""
+        self.writer.add_scalar("step/train_loss", event.loss, event.step)
+        self.writer.add_scalar("step/learning_rate", event.lr, event.step)
+        for layer, numbers in (event.layers or {}).items():
+            for name, value in numbers.items():
+                if value is not None:
+                    self.writer.add_scalar(f"layers/{layer}/{name}", value, event.step)
+        for layer, values in (event.activations or {}).items():
+            if bool(values.isfinite().all()):
+                self.writer.add_histogram(f"activations/{layer}", values, event.step)
 
     def epoch(self, record) -> None:
         values = {"train_loss": record.train_loss, "train_accuracy": record.train_accuracy,

@@ -2,7 +2,7 @@
 
     python docs/screenshots.py          # writes docs/screenshots/*.png at 1280 x 800
 
-Trains a short MNIST run through the UI first so Train, Results and Draw have
+Trains a short MNIST run through the UI first so Train, Results, Draw and Inside have
 something to show. Emoji need a colour emoji font (Debian: fonts-noto-color-emoji).
 """
 
@@ -65,6 +65,13 @@ def main() -> None:
         page.mouse.up()
         page.get_by_text("Probability of each class").wait_for()
         shot("draw")
+        go_to(page, "Inside")
+        page.get_by_text("the first convolution's 6 kernels").wait_for()
+        shot("inside-filters")
+        page.locator('[data-testid="stSidebar"]').get_by_text("your drawing").click()
+        page.get_by_role("tab", name="Feature maps").click()
+        page.get_by_text("conv2 · Conv2d").wait_for()
+        shot("inside-maps")
         go_to(page, "Runs")
         page.get_by_text("Filter by name").wait_for()
         page.locator('[data-testid="stDataFrame"]').first.wait_for()

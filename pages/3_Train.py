@@ -107,6 +107,29 @@ def figures(run_path: str, version: tuple[int, int]) -> tuple[go.Figure, go.Figu
     return loss, acc, lr
 
 
+LAYER_MEASURES = {"grad_norm": "gradient norm of the weights", "std": "activation standard deviation",
+                  "mean": "activation mean"}
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def layer_figure(run_path: str, version: tuple[int, int], measure: str) -> go.Figure | None:
+    """One line per layer (conv1, ..., fc1, ...) of `measure` at each reported step; None for a run recorded
+    before layers were."""
+    store = RunStore(Path(run_path))
+    steps, status = store.steps(), store.status()
+    steps = [steps[i] for i in thinned(len(steps))]
+    if not any(s.get("layers") for s in steps):
+        return None
+    steps_per_epoch = (status.get("total_steps") or steps[-1]["step"]) / store.config().epochs
+    names = list(dict.fromkeys(name for s in steps for name in s.get("layers", {})))
+    fig = go.Figure(layout=dict(title=f"Inside the layers: {LAYER_MEASURES[measure]}", xaxis_title="epoch", height=360,
+                                margin=dict(t=50, b=10), yaxis_type="log" if measure == "grad_norm" else "linear"))
+    for name in names:
+        fig.add_scatter(x=[s["step"] / steps_per_epoch for s in steps],
+                        y=[s.get("layers", {}).get(name, {}).get(measure) for s in steps], name=name, mode="lines")
+    return fig
+
+
 def file_version(store: RunStore) -> tuple[int, int]:
     """Changes whenever the run's worker rewrites its curves."""
     def mtime(name: str) -> int:
@@ -128,6 +151,16 @@ def curves(store: RunStore) -> None:
     if caption := lecture_caption(store.config()):
         right.caption(caption)
     st.plotly_chart(lr, width="stretch")
+    if layer_figure(str(store.path), file_version(store), "grad_norm") is not None:  # a run recorded with layers
+        measure = st.radio("Inside the layers", list(LAYER_MEASURES), format_func=LAYER_MEASURES.get, horizontal=True,
+                           key="layer_measure")
+        layers = layer_figure(str(store.path), file_version(store), measure)
+        st.plotly_chart(layers, width="stretch")
+        st.caption("Every convolution and linear layer, measured on the reported steps. Gradient norms (log scale) "
+                   "that sit orders of magnitude lower in the first layers than in the last are vanishing gradients: "
+                   "those layers barely learn. Sigmoid networks with PyTorch's default initialisation show it for "
+                   "epochs; Xavier initialisation or ReLU lifts them. An activation std collapsing towards 0, or a "
+                   "sigmoid's mean stuck near 0.5, says the same from the forward side.")
 
 
 run = shown_run()

@@ -6,26 +6,19 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.data import DatasetUnavailable, ImageDataset
 from core.checkpoint import CheckpointError
-from core.engine import load_result, resolve_dataset
-from core.importers import DataImportError
+from core.confidence import coverage_curve
+from core.engine import load_result
 from core.metrics import calibration, confident_mistakes, most_confused
+from core.preprocess import to_unit
 from core.store import DamagedRun, intact
-from core.workspaces import may_read_dataset
 from pages.lib import choose_run, image_row, intro, my_runs, pct, workspace
 from pages.lib.curves import add_epoch_accuracy, lecture_caption
+from pages.lib.insides import checkpoint_of, run_dataset, why_this_answer
 
 st.set_page_config(page_title="Results · ConvNet Playground", page_icon="🔍", layout="wide")
 st.title("🔍 Results")
 intro("Read a finished run on the test set: per-class accuracy, the confusion matrix, its mistakes and how calibrated it is.")
-
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def test_images(dataset: str) -> ImageDataset:
-    """The run's dataset (built-in, an upload kept in the workspace, or a CLI run's file), loaded once per server."""
-    return resolve_dataset(dataset)
 
 
 ws = workspace()
@@ -50,14 +43,7 @@ d.metric("Training time", f"{r.train_seconds:,.1f} s")
 e.metric("Samples per second", f"{r.samples_per_second:,.0f}")
 st.caption(f"{r.message} {r.params:,} parameters, trained on {r.device}.")
 
-data = None
-if not may_read_dataset(ws, r.config["dataset"]):
-    st.info(f"This run was trained on {r.config['dataset']}, which is not in your workspace, so no mistakes are shown.")
-else:
-    try:
-        data = test_images(r.config["dataset"])
-    except (DatasetUnavailable, DataImportError) as exc:
-        st.warning(f"The test images are not available, so no mistakes are shown: {exc}")
+data = run_dataset(ws, r.config["dataset"], "no mistakes are shown")
 probs, labels = r.test_probabilities, r.test_labels
 if probs is None:
     st.warning("This run's test predictions are missing or damaged, so only its summary is shown.")
@@ -99,6 +85,20 @@ with mistakes_tab:
         chunk = order[row:row + 8]
         image_row(data.test_images[chunk], [f"true {names[labels[i]][:10]}, said {names[predicted[i]][:10]} "
                                             f"({probs[i].max():.0%})" for i in chunk], width=84)
+    if len(order):
+        st.subheader("Why did it say that?")
+        pick, why_col = st.columns([2, 3])
+        index = pick.selectbox("A mistake", [int(i) for i in order], key="why_mistake",
+                               format_func=lambda i: f"test image {i}: a {names[labels[i]]} taken for {names[predicted[i]]}")
+        with pick:
+            image_row(data.test_images[index:index + 1], [f"true {names[labels[index]][:16]}"], width=168)
+        try:
+            checkpoint = checkpoint_of(store)
+        except CheckpointError as exc:
+            why_col.error(str(exc))
+        else:
+            with why_col:
+                why_this_answer(checkpoint, to_unit(data.test_images[index]), int(predicted[index]), key="why_method")
 
 with calibration_tab:
     cal = calibration(probs, labels)
@@ -110,8 +110,31 @@ with calibration_tab:
     fig.update_layout(title=f"Reliability: expected calibration error {pct(cal['ece'])}", xaxis_title="confidence",
                       yaxis_title="accuracy", xaxis_tickformat=".0%", yaxis_tickformat=".0%", height=420,
                       margin=dict(t=50, b=10))
+    if r.threshold is not None:
+        fig.add_vline(x=r.threshold, line_dash="dot", line_color="#EA580C", annotation_text="not sure below")
     st.plotly_chart(fig, width="stretch")
     st.caption("Points below the diagonal: the model is more confident than it is right (over-confident).")
+    curve = coverage_curve(probs, labels)
+    cover = go.Figure(layout=dict(title="Answering only when sure: accuracy of the answers kept", height=380,
+                                  xaxis_title="share of test images answered (coverage)", yaxis_title="accuracy",
+                                  xaxis_tickformat=".0%", yaxis_tickformat=".1%", margin=dict(t=50, b=10)))
+    cover.add_scatter(x=curve["coverage"], y=curve["accuracy"], mode="lines", name="keep answers above a threshold",
+                      customdata=curve["threshold"], line=dict(color="#4F46E5"),
+                      hovertemplate="threshold %{customdata:.1%}<br>answers %{x:.1%}, right %{y:.2%}<extra></extra>")
+    if r.threshold is not None:
+        top = probs.max(1).values
+        kept = top >= r.threshold
+        kept_accuracy = float((predicted[kept] == labels[kept]).float().mean()) if kept.any() else None
+        cover.add_scatter(x=[float(kept.float().mean())], y=[kept_accuracy], mode="markers", name="this run's threshold",
+                          marker=dict(color="#EA580C", size=11))
+    st.plotly_chart(cover, width="stretch")
+    if r.threshold is None:
+        st.caption("This run had no validation set, so no \"not sure\" threshold was calibrated: it always answers.")
+    else:
+        st.caption(f"The threshold {r.threshold:.1%} was calibrated on the validation set (the midpoint between the wrong "
+                   f"answers' mean confidence plus its spread and the right ones' minus theirs). Below it the Draw page "
+                   f"says \"not sure\"; here it would answer {float(kept.float().mean()):.1%} of the test images and be right "
+                   f"on {pct(kept_accuracy)} of them.")
 
 with epochs_tab:
     run_cfg = store.config()

@@ -9,22 +9,17 @@ import torch
 from streamlit_drawable_canvas import st_canvas
 from torchvision.transforms.v2 import functional as TF
 
-from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from core.checkpoint import CheckpointError
 from core.drawing import ink_from_rgba, mnist_style
 from core.images import ImageRefused
 from core.predict import image_to_tensor, predict_tensor
 from core.store import ACTIVE, intact
 from pages.lib import choose_run, image_row, intro, my_runs, workspace
+from pages.lib.insides import DRAWN, answer, checkpoint_of, why_this_answer
 
 st.set_page_config(page_title="Draw · ConvNet Playground", page_icon="✏️", layout="wide")
 st.title("✏️ Draw")
 intro("Draw a digit and see what the trained model predicts, with the exact 28 x 28 input it sees.")
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def cached_checkpoint(path: str, modified: float) -> Checkpoint:
-    """One rebuilt model per checkpoint file and version (`modified` keys the cache)."""
-    return load_checkpoint(path)
 
 
 workspace()
@@ -36,7 +31,7 @@ if not stores:
 
 store = choose_run(stores, "Model")
 try:
-    checkpoint = cached_checkpoint(str(store.best_checkpoint), store.best_checkpoint.stat().st_mtime)
+    checkpoint = checkpoint_of(store)
 except CheckpointError as exc:
     st.error(f"{exc} Train the model again.")
     st.stop()
@@ -74,18 +69,29 @@ if model_input is None:
     input_col.caption("The model's input appears here once you draw.")
     st.stop()
 
+st.session_state[DRAWN] = model_input[0]  # the Inside page shows its feature maps
+probs = predict_tensor(checkpoint, model_input)[0]
+best = int(probs.argmax())
+said, runner_ups = answer(probs, names, checkpoint.meta.get("threshold"))
 with input_col:
     st.markdown(f"**What the model sees** ({width} x {height})")
     image_row(model_input, ["scaled into 20 x 20, centred by mass" if channels == 1 else "resized"], width=168)
+    why_this_answer(checkpoint, model_input[0], best, key="draw_method")
+    st.page_link("pages/5_Inside.py", label="Its feature maps, layer by layer", icon="🔬")
 
-probs = predict_tensor(checkpoint, model_input)[0]
-best = int(probs.argmax())
 with chart_col:
-    st.metric("Prediction", names[best], f"{probs[best]:.1%} sure", delta_color="off", delta_arrow="off")
+    st.metric("Prediction", said, f"{probs[best]:.1%} sure", delta_color="off", delta_arrow="off")
+    if runner_ups:
+        st.warning(runner_ups)
+    elif checkpoint.meta.get("threshold") is None:
+        st.caption("This run had no validation set to calibrate a \"not sure\" threshold on, so it always answers.")
     order = np.argsort(-probs.numpy())
     bars = go.Figure(go.Bar(x=[float(probs[i]) for i in order], y=[names[i] for i in order], orientation="h",
                             marker_color=["#4F46E5" if i == best else "#CBD5E1" for i in order],
                             text=[f"{float(probs[i]):.1%}" for i in order], textposition="outside"))
     bars.update_layout(title="Probability of each class", xaxis_tickformat=".0%", xaxis_range=[0, 1.15],
                        yaxis_autorange="reversed", height=380, margin=dict(t=50, b=10))
+    if (threshold := checkpoint.meta.get("threshold")) is not None:
+        bars.add_vline(x=threshold, line_dash="dash", line_color="#EA580C", annotation_text="not sure below",
+                       annotation_position="bottom right")
     st.plotly_chart(bars, width="stretch")

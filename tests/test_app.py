@@ -144,6 +144,11 @@ def test_train_results_and_draw_journey(mnist):
     assert any("Test accuracy" in s.value for s in at.success)
     loss = figures(at)[0]
     assert {t["name"] for t in loss["data"]} >= {"train (per step)", "train (smoothed)", "validation"}
+    layers = titled(at, "Inside the layers: gradient norm of the weights")
+    assert [t["name"] for t in layers["data"]] == ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    assert layers["layout"]["yaxis"]["type"] == "log"
+    at.radio(key="layer_measure").set_value("std").run()
+    assert titled(at, "Inside the layers: activation standard deviation")["layout"]["yaxis"]["type"] == "linear"
 
     at = open_page("pages/4_Results.py", at)
     assert at.metric[0].label == "Test accuracy"
@@ -160,10 +165,14 @@ def test_train_results_and_draw_journey(mnist):
                                     "backgroundFit": None}
     at.run()
     assert not at.exception, [e.message for e in at.exception]
-    assert at.metric[0].label == "Prediction" and at.metric[0].value in [str(d) for d in range(10)] + [
-        f"{d} - {w}" for d, w in enumerate("zero one two three four five six seven eight nine".split())]
     bars = [f for f in figures(at) if f["data"][0]["type"] == "bar"][0]
     assert sum(bars["data"][0]["x"]) == pytest.approx(1.0, abs=1e-4)
+    threshold = json.loads(find_run(at.session_state["run_id"]).best_checkpoint.with_suffix(".json").read_text())["threshold"]
+    top, top_name = bars["data"][0]["x"][0], bars["data"][0]["y"][0]  # sorted, surest first
+    assert at.metric[0].label == "Prediction"
+    assert at.metric[0].value == (top_name if top >= threshold else "Not sure"), (top, threshold)
+    assert (top < threshold) == any("perhaps" in w.value for w in at.warning)
+    assert at.radio(key="draw_method").value == "saliency" and len(at.get("image")) == 2  # the input, and why
 
 
 def test_a_second_start_while_one_trains_waits_in_the_queue_and_can_be_cancelled(mnist):
@@ -403,3 +412,58 @@ def test_a_run_of_a_lecture_recipe_is_drawn_beside_the_lectures_curve(small_mnis
     at = open_page("pages/3_Train.py", at)
     accuracy = titled(at, "Accuracy")
     assert "lecture (test, course-lenet5-classic-xavier)" in {t["name"] for t in accuracy["data"]}
+
+
+def images_shown(at: AppTest) -> int:
+    return sum(len(i.proto.imgs) for i in at.get("image"))
+
+
+def test_inside_shows_filters_per_epoch_feature_maps_and_why(two_runs):
+    at = open_page("pages/5_Inside.py")
+    assert at.select_slider(key="filters_epoch").value == 1 and at.select_slider(key="filters_epoch").options == ["0 (as initialised)", "1"]
+    assert [m.value for m in at.markdown if m.value.startswith("**") and " · " in m.value] == [
+        "**conv1** · Conv2d · 6 x 28 x 28", "**pool1** · MaxPool2d · 6 x 14 x 14", "**conv2** · Conv2d · 16 x 10 x 10",
+        "**pool2** · MaxPool2d · 16 x 5 x 5"]
+    assert titled(at, "conv1, channel 0")["data"][0]["type"] == "heatmap"
+    at.selectbox(key="maps_layer").set_value(2).run()
+    at.number_input(key="maps_channel").set_value(15).run()
+    assert titled(at, "conv2, channel 15")["data"][0]["z"]["shape"] == "10, 10"
+    for method in ("integrated-gradients", "gradcam"):
+        at.radio(key="inside_method").set_value(method).run()
+        assert not at.exception, [e.message for e in at.exception]
+    before = images_shown(at)
+    at.select_slider(key="filters_epoch").set_value("0 (as initialised)").run()
+    assert not at.exception and images_shown(at) == before
+    at.sidebar.radio(key="inside_source").set_value("a mistake").run()
+    assert not at.exception and at.sidebar.selectbox(key="inside_mistake").value is not None
+
+
+def test_results_draws_the_threshold_the_coverage_and_why_a_mistake(two_runs):
+    at = open_page("pages/4_Results.py")
+    threshold = json.loads(two_runs[0].best_checkpoint.with_suffix(".json").read_text())["threshold"]
+    reliability = [f for f in figures(at) if f["layout"].get("title", {}).get("text", "").startswith("Reliability")][0]
+    assert reliability["layout"]["shapes"][0]["x0"] == pytest.approx(threshold)
+    cover = titled(at, "Answering only when sure: accuracy of the answers kept")
+    coverage, accuracy = cover["data"][0]["x"], cover["data"][0]["y"]
+    assert coverage[-1] == pytest.approx(1.0) and accuracy[-1] == pytest.approx(two_runs[0].status()["test_accuracy"], abs=1e-6)
+    assert cover["data"][1]["name"] == "this run's threshold"
+    assert any(f"threshold {threshold:.1%}" in c.value for c in at.caption)
+    assert at.selectbox(key="why_mistake").value is not None and at.radio(key="why_method").value == "saliency"
+    at.radio(key="why_method").set_value("gradcam").run()
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def test_the_draw_page_says_not_sure_below_the_threshold(two_runs):
+    meta_path = two_runs[0].best_checkpoint.with_suffix(".json")
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "threshold": 0.999}))
+    at = open_page("pages/5_Draw.py")
+    png = io.BytesIO()
+    Image.fromarray(stroke_canvas([(150, 40), (135, 240)], width=22)).save(png, format="PNG")
+    at.session_state["canvas_0"] = {"drawing": {"raw": {"objects": []}, "data": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()},
+                                    "backgroundFit": None}
+    at.run()
+    assert at.metric[0].value == "Not sure"
+    assert any("Below this model's threshold of 100%: perhaps" in w.value for w in at.warning)
+    at = open_page("pages/5_Inside.py", at)  # the drawing is there too
+    at.sidebar.radio(key="inside_source").set_value("your drawing").run()
+    assert not at.exception and any(m.value.startswith("**conv1** · Conv2d") for m in at.markdown)

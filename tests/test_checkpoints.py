@@ -23,14 +23,16 @@ from core.models import build_model
 from core.predict import predict_tensor
 
 META = {"model": "lenet5", "num_classes": 10, "input_shape": [1, 28, 28], "class_names": [str(i) for i in range(10)],
-        "mean": [0.1307], "std": [0.3081], "dataset": "mnist", "config": {"model": "lenet5", "hidden": [256, 128]}}
+        "mean": [0.1307], "std": [0.3081], "dataset": "mnist", "config": {"model": "lenet5", "hidden": [256, 128]},
+        "threshold": 0.7}
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats() | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
                     max_leaves=12)
 # values near the valid ones are the likeliest to slip through: shapes, counts and lists of the right length
 NEAR = {"num_classes": st.integers(-2, 12), "input_shape": st.lists(st.integers(-1, 64), max_size=4),
         "class_names": st.lists(st.text(max_size=4), min_size=9, max_size=11), "mean": st.lists(st.floats(), max_size=3),
-        "std": st.lists(st.floats(), max_size=3), "model": st.sampled_from(["mlp", "lenet5", "resnet20", "vgg", ""])}
+        "std": st.lists(st.floats(), max_size=3), "model": st.sampled_from(["mlp", "lenet5", "resnet20", "vgg", ""]),
+        "threshold": st.none() | st.floats() | st.integers(-1, 2) | st.booleans()}
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +59,8 @@ def _loads_and_predicts_or_is_refused(path) -> None:
     c, h, w = checkpoint.meta["input_shape"]
     probs = predict_tensor(checkpoint, torch.rand(3, c, h, w))
     assert probs.shape == (3, len(checkpoint.class_names)) and bool(torch.isfinite(probs).all())
+    threshold = checkpoint.meta.get("threshold")
+    assert threshold is None or (type(threshold) in (int, float) and 0 <= threshold <= 1)  # what is_sure compares with
 
 
 @given(data=st.data())
@@ -110,6 +114,7 @@ def test_each_kind_of_bad_checkpoint_is_refused_by_name(saved, tmp_path):
         "config must be an object": {**META, "config": "lenet5"},
         "lenet-bn cannot take images of 1 x 4 x 4": {**META, "model": "lenet-bn", "input_shape": [1, 4, 4]},
         "lacks model": {k: v for k, v in META.items() if k != "model"},
+        "threshold must be a probability": {**META, "threshold": 1.5},
     }
     for message, meta in cases.items():
         with pytest.raises(CheckpointError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from core.config import TrainConfig
 from core.engine import train
 from core.optim import SCHEDULERS, lr_curve
 from core.predict import predict_tensor
+from core.store import RunStore
 
 
 def _cfg(tmp_path, **changes) -> TrainConfig:
@@ -263,3 +265,23 @@ def test_testing_after_each_epoch_is_reported_and_changes_nothing_else(small_mni
     assert tested.test_accuracy == plain.test_accuracy and tested.best_epoch == plain.best_epoch == 2
     assert tested.epochs[-1]["test_accuracy"] == pytest.approx(tested.test_accuracy)  # no validation: the last epoch is kept
     assert 0.1 < tested.epochs[0]["test_accuracy"] < tested.epochs[1]["test_accuracy"]
+
+
+def test_every_reported_step_carries_each_layers_activations_and_gradient_norm(small_mnist, tmp_path):
+    result = train(_cfg(tmp_path, limit_train=640, batch_size=64), dataset=small_mnist)
+    assert all(list(s["layers"]) == ["conv1", "conv2", "fc1", "fc2", "fc3"] for s in result.steps)
+    for s in result.steps:
+        assert all(v["grad_norm"] > 0 and v["std"] > 0 and abs(v["mean"]) < 100 for v in s["layers"].values())
+    assert RunStore(Path(result.run_dir)).steps() == result.steps  # what the Train page draws
+
+
+def test_the_gradient_norms_show_why_the_classic_lenet_barely_learns(small_mnist, tmp_path):
+    """Sigmoids with PyTorch's default initialisation: the first layers' gradients are orders of magnitude below the
+    last one's (the course's vanishing gradients); ReLU with max pooling closes most of that gap."""
+    def ratio(model: str) -> float:
+        first = train(_cfg(tmp_path, model=model, optimizer="sgd", lr=0.5, momentum=0.0, scheduler="none", batch_size=256,
+                           limit_train=512), dataset=small_mnist).steps[0]["layers"]
+        return first["fc3"]["grad_norm"] / first["conv1"]["grad_norm"]
+
+    classic, relu = ratio("lenet5-classic"), ratio("lenet5")
+    assert classic > 300 and relu < classic / 10, (classic, relu)

@@ -47,11 +47,15 @@ def test_tensorboard_reads_the_scalars(small_mnist, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     train(TrainConfig(epochs=2, limit_train=640, batch_size=64, device="cpu", run_dir=str(tmp_path / "tb")), dataset=small_mnist)
-    events = EventAccumulator(str(tmp_path / "tb"))
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"histograms": 0})  # keep every histogram
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {"step/train_loss", "step/learning_rate", "epoch/val_accuracy", "epoch/train_loss"} <= tags
     assert [e.step for e in events.Scalars("epoch/val_accuracy")] == [1, 2]
+    assert {"layers/conv1/grad_norm", "layers/fc3/std", "layers/conv2/mean"} <= tags
+    histograms = set(events.Tags()["histograms"])
+    assert histograms == {f"activations/{name}" for name in ("conv1", "conv2", "fc1", "fc2", "fc3")}
+    assert [e.step for e in events.Histograms("activations/conv1")] == [10, 20]  # one per epoch: 640 / 64 steps each
 
 
 def test_a_failed_write_leaves_the_old_file_whole(tmp_path):

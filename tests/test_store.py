@@ -142,3 +142,15 @@ def test_delete_refuses_a_store_or_workspace_folder_even_when_it_looks_like_a_ru
     with pytest.raises(KeyError):
         find_run(str(store_root))
     assert keep.path.exists()
+
+
+@pytest.mark.parametrize("layers", ['"conv1"', '{"conv1": 3}', '{"conv1": {"mean": 1, "std": 1}}',
+                                    '{"conv1": {"mean": "x", "std": 1, "grad_norm": 1}}'])
+def test_steps_whose_layer_numbers_are_not_numbers_mark_the_run_damaged(store_root, layers):
+    run = finished_run(store_root, "run")
+    (run.path / "steps.json").write_text(f'[{{"epoch": 1, "step": 1, "loss": 0.5, "lr": 0.1, "layers": {layers}}}]')
+    with pytest.raises(DamagedRun, match="steps.json"):
+        run.steps()
+    (run.path / "steps.json").write_text('[{"epoch": 1, "step": 1, "loss": 0.5, "lr": 0.1, '
+                                         '"layers": {"conv1": {"mean": 0.1, "std": null, "grad_norm": 2}}}]')
+    assert run.steps()[0]["layers"]["conv1"]["std"] is None

@@ -219,11 +219,11 @@ def to_display(images: torch.Tensor) -> list[np.ndarray]:
 def image_row(images: torch.Tensor, captions: Sequence[str], width: int = 64) -> None:
     """Show images side by side, each with its caption, upscaled without blurring to the size shown
     (one element for the row: a page of many images stays cheap to send to every visitor)."""
-    st.image([_png(array, width) for array in to_display(images)], caption=list(captions), width=width)
+    st.image([png_bytes(array, width) for array in to_display(images)], caption=list(captions), width=width)
 
 
 @st.cache_data(max_entries=4096, show_spinner=False)
-def _png(array: np.ndarray, width: int) -> bytes:
+def png_bytes(array: np.ndarray, width: int) -> bytes:
     """One image as PNG at its display size, encoded once per server for every visitor who sees it."""
     buffer = io.BytesIO()
     Image.fromarray(_upscale(array, width)).save(buffer, format="PNG")

@@ -15,8 +15,9 @@ from contextlib import asynccontextmanager
 import core
 from core.scheduler import scheduler, shutdown
 
-# what the pages import besides `core`; streamlit_drawable_canvas refuses to import outside a script run
-PAGE_LIBRARIES = ("plotly.graph_objects", "pandas", "PIL.Image")
+# what the pages import besides `core` (captum: core.saliency imports it on first use); streamlit_drawable_canvas
+# refuses to import outside a script run
+PAGE_LIBRARIES = ("plotly.graph_objects", "pandas", "PIL.Image", "captum.attr")
 
 
 def warm_imports() -> None:

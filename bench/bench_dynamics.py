@@ -1,0 +1,65 @@
+"""Benchmark: what recording the training dynamics (core.dynamics) costs in throughput.
+
+Trains the default MNIST config for one epoch, alternately with the per-layer
+recording as the engine does it and with it replaced by a recorder that never
+arms, in this one process, and prints each run's samples/s, the medians and their
+ratio (the issue's budget: at most 5 % fewer samples/s).
+
+    python bench/bench_dynamics.py [--rounds 3] [--model lenet5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import core.engine as engine  # noqa: E402
+from core.config import TrainConfig  # noqa: E402
+from core.data import load_dataset  # noqa: E402
+from core.dynamics import LayerStats  # noqa: E402
+
+
+class NeverArmed(LayerStats):
+    """Hooks nothing and reports nothing: the engine as it was before the recording."""
+
+    def __init__(self, model) -> None:
+        self.layers, self.outputs, self.hooks = {}, {}, []
+
+    armed = property(lambda self: False, lambda self, value: None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model", default="lenet5")
+    args = parser.parse_args()
+    os.environ.setdefault("PLAYGROUND_ARCHIVE_DIR", str(REPO.parent / "shared" / "data" / "archives"))
+    data = load_dataset("mnist")
+    rates: dict[str, list[float]] = {"recorded": [], "not recorded": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(args.rounds):
+            for name, recorder in (("not recorded", NeverArmed), ("recorded", LayerStats)):
+                engine.LayerStats = recorder
+                cfg = dataclasses.replace(TrainConfig(device="cpu", epochs=1, model=args.model),
+                                          run_dir=str(Path(tmp) / f"{name}-{round_}"))
+                result = engine.train(cfg, dataset=data)
+                layers = len(result.steps[-1].get("layers", {}))
+                rates[name].append(result.samples_per_second)
+                print(f"round {round_} {name:12} {result.samples_per_second:8,.0f} samples/s  "
+                      f"({layers} layers recorded, {len(result.steps)} reported steps)", flush=True)
+    engine.LayerStats = LayerStats
+    on, off = statistics.median(rates["recorded"]), statistics.median(rates["not recorded"])
+    print(f"median: recorded {on:,.0f}, not recorded {off:,.0f} samples/s; ratio {on / off:.3f} "
+          f"({(1 - on / off):+.1%} throughput lost)")
+
+
+if __name__ == "__main__":
+    main()

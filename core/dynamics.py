@@ -1,0 +1,65 @@
+"""Training dynamics: how each layer's activations and gradients evolve, measured on the steps that report.
+
+Every convolution (conv1, conv2, ...) and linear layer (fc1, fc2, ...) is watched:
+the mean and standard deviation of its output, and the norm of its weight's
+gradient. The hooks stay idle except on a step the loop arms (one in
+`log_every`), so the cost is a few reductions per reported step, not per step.
+A sigmoid network whose early layers' gradient norms sit orders of magnitude below
+the last layer's is the vanishing gradient the course talks about.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+WATCHED = {nn.Conv2d: "conv", nn.Linear: "fc"}
+HISTOGRAM_VALUES = 4096  # activations kept per layer for TensorBoard's histograms (the engine sends them once an epoch)
+
+
+def watched_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """{conv1: ..., conv2: ..., fc1: ...} in the network's order."""
+    counts: dict[str, int] = {}
+    layers = {}
+    for module in model.modules():
+        kind = WATCHED.get(type(module))
+        if kind:
+            counts[kind] = counts.get(kind, 0) + 1
+            layers[f"{kind}{counts[kind]}"] = module
+    return layers
+
+
+class LayerStats:
+    """Arm before a step's forward pass; `read()` after its backward pass gives that step's numbers per layer."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.layers = watched_layers(model)
+        self.armed = False
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.hooks = [module.register_forward_hook(self._keeper(name)) for name, module in self.layers.items()]
+
+    def _keeper(self, name: str):
+        def keep(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            if self.armed:
+                self.outputs[name] = output.detach()
+        return keep
+
+    def read(self) -> tuple[dict[str, dict[str, float]], dict[str, torch.Tensor]]:
+        """({layer: {mean, std, grad_norm}}, {layer: a sample of its activations on the CPU}); disarms."""
+        numbers, samples = {}, {}
+        for name, out in self.outputs.items():
+            grad = self.layers[name].weight.grad
+            values = out.float()
+            stats = torch.stack([values.mean(), values.std(), grad.norm() if grad is not None else values.new_zeros(())])
+            numbers[name] = {k: v if math.isfinite(v) else None  # a diverging step's NaN is no number for JSON
+                             for k, v in zip(("mean", "std", "grad_norm"), stats.tolist())}  # one device sync per layer
+            samples[name] = values.flatten()[:HISTOGRAM_VALUES].cpu()
+        self.outputs, self.armed = {}, False
+        return numbers, samples
+
+    def close(self) -> None:
+        for hook in self.hooks:
+            hook.remove()

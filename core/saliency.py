@@ -1,0 +1,78 @@
+"""Why this answer: which input pixels a prediction rests on, by Captum's attribution methods.
+
+Attributions are taken over the image as the user sees it (pixels on [0, 1]): the
+model's normalisation is inside the module Captum differentiates. Each method gives
+one H x W map on [0, 1] (1 is the pixel that matters most), whatever the channels.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+METHODS = {
+    "saliency": "gradient saliency: how much each pixel's change would move the class's score",
+    "integrated-gradients": "integrated gradients: each pixel's share of the score, summed from a black image to this one",
+    "gradcam": "Grad-CAM: where the last convolution's feature maps that favour the class light up",
+}
+
+
+class OnUnitPixels(nn.Module):
+    """The model with its input normalisation in front, so gradients are taken with respect to pixels on [0, 1]."""
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+ELEMENTWISE = (nn.BatchNorm2d, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU)  # keep a feature map's shape
+
+
+def last_convolution(model: nn.Module) -> nn.Module | None:
+    """Grad-CAM's layer: the last top-level stage of the network that holds a convolution (a LeNet's second
+    convolution, a ResNet's last residual block), taken after the normalisation and activation that follow it,
+    since Grad-CAM weighs what the layer passes on; None for a network without a convolution."""
+    stages = list(model.children()) if isinstance(model, nn.Sequential) else [model]
+    holding = [i for i, stage in enumerate(stages) if any(isinstance(m, nn.Conv2d) for m in stage.modules())]
+    if not holding:
+        return None
+    last = holding[-1]
+    while last + 1 < len(stages) and isinstance(stages[last + 1], ELEMENTWISE):
+        last += 1
+    return stages[last]
+
+
+def attribution(model: nn.Module, mean: Sequence[float], std: Sequence[float], image: torch.Tensor, target: int,
+                method: str = "saliency") -> torch.Tensor:
+    """An H x W map on [0, 1] of how much each pixel of `image` (C x H x W on [0, 1]) counts for class `target`.
+    ValueError for an unknown method, or Grad-CAM on a network without convolutions."""
+    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency  # a second to import
+
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    model = copy.deepcopy(model).eval()  # Captum hooks a private copy: concurrent calls on one shared model never meet
+    wrapped = OnUnitPixels(model, mean, std).to(image.device).eval()
+    x = image.unsqueeze(0).float().requires_grad_(True)
+    if method == "saliency":
+        values = Saliency(wrapped).attribute(x, target=target, abs=True).amax(1)
+    elif method == "integrated-gradients":
+        values = IntegratedGradients(wrapped).attribute(x, baselines=torch.zeros_like(x), target=target,
+                                                        n_steps=32).abs().sum(1)
+    else:
+        layer = last_convolution(model)
+        if layer is None:
+            raise ValueError("Grad-CAM looks at a convolution's feature maps, and this network has none; "
+                             "choose gradient saliency or integrated gradients.")
+        cam = LayerGradCam(wrapped, layer).attribute(x, target=target, relu_attributions=True)
+        values = LayerAttribution.interpolate(cam, tuple(image.shape[1:]), "bilinear").sum(1)
+    values = values[0].detach().float()
+    top = values.max()
+    return values / top if top > 0 else values

@@ -1,0 +1,143 @@
+"""Inside: what a trained network learned, layer by layer: its filters forming, its feature maps, why it answers."""
+
+import core  # noqa: F401  (first: one complete import of torch and torchvision, see core/__init__.py)
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.checkpoint import CheckpointError
+from core.inspect import convolution_layers, feature_maps, filter_grid, tile
+from core.metrics import confident_mistakes
+from core.predict import predict_tensor
+from core.preprocess import to_unit
+from core.store import intact
+from pages.lib import choose_run, image_row, intro, my_runs, workspace
+from pages.lib.insides import DRAWN, answer, checkpoint_of, run_dataset, show, why_this_answer
+
+st.set_page_config(page_title="Inside · ConvNet Playground", page_icon="🔬", layout="wide")
+st.title("🔬 Inside")
+intro("Look inside a network you trained: its first-layer filters forming epoch by epoch, every layer's feature "
+      "maps for one image, and which pixels its answer rests on.")
+
+MOST_CHANNELS = 32  # maps or kernel rows drawn per layer; the rest are named, not drawn
+
+ws = workspace()
+stores = [s for s in my_runs() if s.best_checkpoint.is_file() and intact(s)]
+if not stores:
+    st.info("No trained model yet: train one first (a short MNIST run is enough), then come back.")
+    st.page_link("pages/3_Train.py", label="Go to Train", icon="📈")
+    st.stop()
+
+store = choose_run(stores, "Run")
+try:
+    checkpoint = checkpoint_of(store)
+except CheckpointError as exc:
+    st.error(f"{exc} The Runs page can delete it.")
+    st.stop()
+model, meta, names = checkpoint.model, checkpoint.meta, checkpoint.class_names
+
+filters_tab, maps_tab, why_tab = st.tabs(["Filters", "Feature maps", "Why this answer"])
+
+with filters_tab:
+    history = store.filters()
+    if history:
+        epochs = list(history)
+        epoch = st.select_slider("After epoch", epochs, value=epochs[-1], key="filters_epoch",
+                                 format_func=lambda e: "0 (as initialised)" if e == 0 else str(e))
+        kernels = history[epoch]
+        show(filter_grid(kernels[:MOST_CHANNELS], cell=64), width=min(900, 66 * min(8, len(kernels))),
+             caption=f"the first convolution's {kernels.shape[0]} kernels of {kernels.shape[2]} x {kernels.shape[3]} "
+                     f"pixels after epoch {epoch}")
+        st.caption("Slide from epoch 0: the kernels start as noise. A first layer that has learned shows smooth "
+                   "patterns with a bright side and a dark side: edge and stroke detectors at one angle each. Kernels "
+                   "that stay speckled did not learn (too few epochs, a learning rate too small, or a layer that "
+                   "receives no gradient).")
+    else:
+        st.info("This run kept no filter history: a network without a convolution, or a run trained before "
+                "filters were kept.")
+    convolutions = convolution_layers(model)
+    if len(convolutions) > 1:
+        st.subheader("Deeper layers")
+        layer = st.selectbox("Convolution", range(1, len(convolutions)), key="filters_layer",
+                             format_func=lambda i: f"conv{i + 1} ({convolutions[i][0]}): "
+                                                   f"{tuple(convolutions[i][1].weight.shape)}")
+        weight = convolutions[layer][1].weight
+        rows, columns = min(weight.shape[0], MOST_CHANNELS), min(weight.shape[1], MOST_CHANNELS)
+        show(filter_grid(weight[:rows, :columns], cell=24), width=min(1100, 26 * columns),
+             caption=f"one row per output channel, one kernel per input channel (the best checkpoint's"
+                     f"{f', first {rows} x {columns}' if (rows, columns) != tuple(weight.shape[:2]) else ''})")
+        st.caption("A deeper kernel combines the previous layer's maps, so it means little as a picture: look for rows "
+                   "that are all grey, channels that learned nothing.")
+
+sources = ["a test image", "a mistake"] + (["your drawing"] if DRAWN in st.session_state else [])
+source = st.sidebar.radio("Look at", sources, key="inside_source")
+image = None
+if source == "your drawing":
+    drawn = st.session_state[DRAWN]
+    if tuple(drawn.shape) == tuple(meta["input_shape"]):
+        image = drawn
+    else:
+        st.sidebar.warning("Your drawing does not fit this model's input; pick a test image.")
+else:
+    data = run_dataset(ws, store.config().dataset, "only your drawing can be shown")
+    if data is not None:
+        index = None
+        predictions = store.test_predictions() if source == "a mistake" else None
+        if predictions is not None and len(order := confident_mistakes(*predictions)[0]):
+            probs, labels = predictions
+            index = st.sidebar.selectbox("Mistake", [int(i) for i in order], key="inside_mistake",
+                                         format_func=lambda i: f"image {i}: a {names[labels[i]]} taken for "
+                                                               f"{names[probs[i].argmax()]}")
+        elif source == "a mistake":
+            st.sidebar.info("No mistakes recorded for this run; pick a test image.")
+        if index is None:
+            index = st.sidebar.number_input("Test image", 0, len(data.test_labels) - 1, 0, key="inside_index")
+        image = to_unit(data.test_images[index])
+
+if image is None:
+    st.info("Pick an image in the sidebar to see its feature maps and why the model answers as it does.")
+    st.stop()
+
+probs = predict_tensor(checkpoint, image.unsqueeze(0))[0]
+said, runner_ups = answer(probs, names, meta.get("threshold"))
+best = int(probs.argmax())
+
+with maps_tab:
+    left, right = st.columns([1, 4])
+    with left:
+        image_row((image * 255).round().byte().unsqueeze(0), [f"says {said[:16]} ({float(probs[best]):.0%})"], width=140)
+        if runner_ups:
+            st.caption(runner_ups)
+    layers = feature_maps(model, meta["mean"], meta["std"], image)
+    with right:
+        if not layers:
+            st.info("This network has no convolution or pooling layer: an MLP sees the image as one long vector.")
+        for fm in layers:
+            channels, height, width = fm.maps.shape
+            shown = min(channels, MOST_CHANNELS)
+            st.markdown(f"**{fm.layer}** · {fm.module_type} · "
+                        f"{channels} x {height} x {width}" + (f" (the first {shown} maps)" if shown < channels else ""))
+            show(tile(fm.maps[:shown].unsqueeze(1), cell=56 if height >= 14 else 40, columns=16),
+                 width=min(1000, (58 if height >= 14 else 42) * min(16, shown)))
+        if layers:
+            st.caption("Each map is one channel's response, bright where its filter matches. The first layers keep the "
+                       "image's shape (strokes, edges); pooling halves the size, and deeper maps get smaller and more "
+                       "abstract: parts of a digit rather than pixels.")
+            st.subheader("Enlarge one map")
+            pick_layer, pick_channel = st.columns(2)
+            chosen = pick_layer.selectbox("Layer", range(len(layers)), key="maps_layer",
+                                          format_func=lambda i: f"{layers[i].layer} {tuple(layers[i].maps.shape)}")
+            fm = layers[chosen]
+            channel = pick_channel.number_input("Channel", 0, fm.maps.shape[0] - 1, 0, key="maps_channel")
+            heat = go.Figure(go.Heatmap(z=fm.maps[channel].numpy(), colorscale="Viridis",
+                                        hovertemplate="row %{y}, column %{x}<br>activation %{z:.3f}<extra></extra>"))
+            heat.update_layout(title=f"{fm.layer}, channel {channel}", yaxis_autorange="reversed", height=420,
+                               width=460, margin=dict(t=50, b=10), yaxis_scaleanchor="x")
+            st.plotly_chart(heat)
+
+with why_tab:
+    left, right = st.columns([1, 3])
+    with left:
+        image_row((image * 255).round().byte().unsqueeze(0), [f"says {said[:16]}"], width=168)
+    with right:
+        why_this_answer(checkpoint, image, best, key="inside_method", width=280)

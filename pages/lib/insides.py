@@ -1,0 +1,91 @@
+"""What the Draw, Results and Inside pages share to look inside a trained run: its checkpoint and its dataset
+(loaded once per server), "why this answer" over an image, and the "not sure" answer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import streamlit as st
+import torch
+
+from core.checkpoint import Checkpoint, load_checkpoint
+from core.confidence import is_sure
+from core.data import DatasetUnavailable, ImageDataset
+from core.engine import resolve_dataset
+from core.importers import DataImportError
+from core.inspect import overlay
+from core.saliency import METHODS, attribution
+from core.store import RunStore
+from core.workspaces import may_read_dataset
+from pages.lib import png_bytes
+
+DRAWN = "drawn_input"  # session state: the Draw page's last drawing as the model sees it (C x H x W on [0, 1])
+
+WHAT_TO_LOOK_FOR = {
+    "saliency": "Red pixels are those whose change would move the score most. A model that reads the digit "
+                "lights up its strokes; one that lights up the empty background has learned something else.",
+    "integrated-gradients": "Each pixel's share of the score, adding the image up from black: it falls on the ink "
+                            "by construction, so look at which strokes carry the answer.",
+    "gradcam": "Where the last convolution's maps that favour this class are active, coarse because that layer is "
+               "small. It may point at background whose emptiness is evidence too (a 7 has no loop at the bottom).",
+}
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _cached_checkpoint(path: str, modified: float) -> Checkpoint:
+    """One rebuilt model per checkpoint file and version (`modified` keys the cache)."""
+    return load_checkpoint(path)
+
+
+def checkpoint_of(store: RunStore) -> Checkpoint:
+    """The run's best checkpoint (CheckpointError when it cannot be used)."""
+    return _cached_checkpoint(str(store.best_checkpoint), store.best_checkpoint.stat().st_mtime)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _dataset(name: str) -> ImageDataset:
+    """A run's dataset (built-in, an upload kept in the workspace, or a CLI run's file), loaded once per server."""
+    return resolve_dataset(name)
+
+
+def run_dataset(workspace: str, name: str, otherwise: str) -> ImageDataset | None:
+    """The dataset a run trained on, when this workspace may read it and it loads; else None, having said why
+    and what the page leaves out (`otherwise`)."""
+    if not may_read_dataset(workspace, name):
+        st.info(f"This run was trained on {name}, which is not in your workspace, so {otherwise}.")
+        return None
+    try:
+        return _dataset(name)
+    except (DatasetUnavailable, DataImportError) as exc:
+        st.warning(f"The test images are not available, so {otherwise}: {exc}")
+        return None
+
+
+def show(array: np.ndarray, width: int, caption: str | None = None) -> None:
+    """A uint8 picture (H x W or H x W x 3), enlarged without blurring."""
+    st.image(png_bytes(array, width), caption=caption, width=width)
+
+
+def why_this_answer(checkpoint: Checkpoint, image: torch.Tensor, target: int, key: str, width: int = 168) -> None:
+    """A method choice and its attribution map over `image` (C x H x W on [0, 1]) for class `target`."""
+    method = st.radio("Why this answer?", list(METHODS), key=key, horizontal=True,
+                      format_func=lambda m: {"saliency": "gradient", "integrated-gradients": "integrated gradients",
+                                             "gradcam": "Grad-CAM"}[m], help="\n\n".join(METHODS.values()))
+    try:
+        saliency = attribution(checkpoint.model, checkpoint.meta["mean"], checkpoint.meta["std"], image, target, method)
+    except ValueError as exc:
+        st.info(str(exc))
+        return
+    show(overlay(image, saliency), width, caption=f"why {checkpoint.class_names[target][:16]}")
+    st.caption(WHAT_TO_LOOK_FOR[method])
+
+
+def answer(probs: torch.Tensor, names: Sequence[str], threshold: float | None) -> tuple[str, str | None]:
+    """(what the model answers, the runner-ups when it is not sure): below the run's threshold it says "Not sure"."""
+    best = int(probs.argmax())
+    if is_sure(float(probs[best]), threshold):
+        return names[best], None
+    order = probs.argsort(descending=True)[:3].tolist()
+    return "Not sure", (f"Below this model's threshold of {threshold:.0%}: perhaps "
+                        + ", ".join(f"{names[i]} ({float(probs[i]):.0%})" for i in order) + ".")
