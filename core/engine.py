@@ -35,6 +35,7 @@ from core.data import (
 )
 from core.device import describe_device, resolve_device
 from core.dynamics import LayerStats
+from core.embedding import EMBEDDED_IMAGES, penultimate_features, project_2d
 from core.events import EndEvent, EpochEvent, Event, StartEvent, StatusEvent, StepEvent, Stop
 from core.importers import import_user_data
 from core.metrics import (
@@ -190,8 +191,9 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     step, train_time, samples_seen = progress["step"], progress["train_time"], progress["samples_seen"]
     layer_stats = LayerStats(model)
     first_layer = first_convolution(model)
-    if first_layer is not None and not progress["epoch"]:
-        store.save_filters(0, first_layer.weight)  # as initialised: the Filters view starts from noise
+    embedded = data.test_images[:EMBEDDED_IMAGES], data.test_labels[:EMBEDDED_IMAGES]
+    if not progress["epoch"]:  # as initialised: the Inside page starts from noise and mixed classes
+        _save_insides(store, 0, model, first_layer, embedded, normalize, device)
     resumed = f" (resumed after epoch {progress['epoch']})" if progress["epoch"] else ""
     emit(StartEvent(result.device, result.params, total_steps, list(result.epochs), list(result.steps)))
     emit(StatusEvent(RunStatus.RUNNING, f"Training {cfg.model} on {result.device}{resumed}"))
@@ -288,8 +290,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         result.best_epoch = progress["best_epoch"]
         progress.update(epoch=epoch, step=step, train_time=train_time, samples_seen=samples_seen)
         save_checkpoint(store.last_checkpoint, model, meta)
-        if first_layer is not None:
-            store.save_filters(epoch, first_layer.weight)
+        _save_insides(store, epoch, model, first_layer, embedded, normalize, device)
         # the one write Resume depends on; everything that reports this epoch comes after it
         store.save_training_state(model, optimizer, scheduler, gen, progress, result.epochs, result.steps, best_state)
         emit(record)
@@ -317,6 +318,18 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
                                                 checkpoint_meta(cfg, data, model, epoch=0, threshold=result.threshold)))
     _evaluate_test(result, model, data, normalize, device, store, emit)
     return result
+
+
+def _save_insides(store: RunStore, epoch: int, model: nn.Module, first_layer: nn.Module | None,
+                  embedded: tuple[torch.Tensor, torch.Tensor], normalize: Normalizer, device: torch.device) -> None:
+    """What the Inside page shows of this epoch: the first convolution's kernels, and the test images'
+    penultimate features in 2-D (for display only; nothing is chosen by them)."""
+    if first_layer is not None:
+        store.save_epoch("filters", epoch, {"weight": first_layer.weight.float()})
+    features, predicted = penultimate_features(model, embedded[0], normalize, device)
+    previous = store.history("embedding").get(epoch - 1, {}).get("points")
+    store.save_epoch("embedding", epoch, {"points": project_2d(features, previous), "labels": embedded[1].long(),
+                                          "predicted": predicted.long()})
 
 
 def _test_report(model: nn.Module, data: ImageDataset, normalize: Normalizer,

@@ -149,6 +149,20 @@ def _is_epoch(e: Any) -> bool:
             and all(e.get(k) is None or _number(e[k]) for k in ("val_loss", "val_accuracy", "test_loss", "test_accuracy")))
 
 
+def _is_embedding(t: dict[str, torch.Tensor]) -> bool:
+    points, labels, predicted = t["points"], t["labels"], t["predicted"]
+    return (points.ndim == 2 and points.shape[1] == 2 and points.dtype == torch.float32
+            and labels.shape == predicted.shape == (len(points),) and labels.dtype == predicted.dtype == torch.int64
+            and bool((labels >= 0).all() and (predicted >= 0).all()))
+
+
+# the tensors a run keeps epoch by epoch for the Inside page, and what each epoch's must be
+HISTORIES = {
+    "filters": (("weight",), lambda t: t["weight"].ndim == 4 and t["weight"].dtype == torch.float32),
+    "embedding": (("points", "labels", "predicted"), _is_embedding),
+}
+
+
 def _is_step(s: Any) -> bool:
     """A steps.json entry with every field the pages read; its layers (core.dynamics), if any, numbers or null."""
     if not (isinstance(s, dict) and _count(s.get("epoch")) and _count(s.get("step")) and _number(s.get("loss"))
@@ -360,27 +374,31 @@ class RunStore:
     def has_training_state(self) -> bool:
         return (self.path / "resume.safetensors").is_file()
 
-    # --- the first convolution's kernels, epoch by epoch ---------------------
-    def save_filters(self, epoch: int, weight: torch.Tensor) -> None:
-        """Add one epoch's first-layer kernels (epoch 0: as initialised) to the run's history of them."""
-        history = {f"epoch.{e}": w for e, w in self.filters().items() if e != epoch}
-        history[f"epoch.{epoch}"] = weight.detach().float().cpu().contiguous()
-        atomic_write(self.path / "filters.safetensors", lambda p: save_file(history, str(p)))
+    # --- what the Inside page shows epoch by epoch -----------------------------
 
-    def filters(self) -> dict[int, torch.Tensor]:
-        """{epoch: out x in x k x k kernels}, oldest first; empty for a run without a convolution, or an older run."""
-        path = self.path / "filters.safetensors"
+    def save_epoch(self, history: str, epoch: int, tensors: dict[str, torch.Tensor]) -> None:
+        """Add one epoch's tensors (epoch 0: as initialised) to one of the run's histories, one file each."""
+        kept = {f"{e}.{k}": v for e, values in self.history(history).items() if e != epoch for k, v in values.items()}
+        kept.update({f"{epoch}.{k}": v.detach().cpu().contiguous() for k, v in tensors.items()})
+        atomic_write(self.path / f"{history}.safetensors", lambda p: save_file(kept, str(p)))
+
+    def history(self, history: str) -> dict[int, dict[str, torch.Tensor]]:
+        """{epoch: tensors}, oldest first; empty for a run that has none (an MLP's filters, an older run) or a file
+        that is not what save_epoch writes."""
+        path = self.path / f"{history}.safetensors"
         if not path.is_file():
             return {}
         try:
             tensors = load_file(str(path))
-            history = {int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("epoch.")}
+            epochs: dict[int, dict[str, torch.Tensor]] = {}
+            for key, value in tensors.items():
+                epoch, name = key.split(".", 1)
+                epochs.setdefault(int(epoch), {})[name] = value
         except (OSError, SafetensorError, ValueError):
             return {}
-        shapes = {tuple(v.shape) for v in history.values()}
-        if len(shapes) != 1 or len(next(iter(shapes))) != 4:
-            return {}  # not what save_filters writes
-        return dict(sorted(history.items()))
+        if not all(set(values) == set(HISTORIES[history][0]) and HISTORIES[history][1](values) for values in epochs.values()):
+            return {}
+        return dict(sorted(epochs.items()))
 
     # --- evaluation --------------------------------------------------------
     def write_evaluation(self, report: dict[str, Any], probabilities: torch.Tensor, labels: torch.Tensor) -> None:

@@ -36,15 +36,15 @@ except CheckpointError as exc:
     st.stop()
 model, meta, names = checkpoint.model, checkpoint.meta, checkpoint.class_names
 
-filters_tab, maps_tab, why_tab = st.tabs(["Filters", "Feature maps", "Why this answer"])
+filters_tab, embedding_tab, maps_tab, why_tab = st.tabs(["Filters", "Embedding", "Feature maps", "Why this answer"])
 
 with filters_tab:
-    history = store.filters()
+    history = store.history("filters")
     if history:
         epochs = list(history)
         epoch = st.select_slider("After epoch", epochs, value=epochs[-1], key="filters_epoch",
                                  format_func=lambda e: "0 (as initialised)" if e == 0 else str(e))
-        kernels = history[epoch]
+        kernels = history[epoch]["weight"]
         show(filter_grid(kernels[:MOST_CHANNELS], cell=64), width=min(900, 66 * min(8, len(kernels))),
              caption=f"the first convolution's {kernels.shape[0]} kernels of {kernels.shape[2]} x {kernels.shape[3]} "
                      f"pixels after epoch {epoch}")
@@ -69,6 +69,52 @@ with filters_tab:
         st.caption("A deeper kernel combines the previous layer's maps, so it means little as a picture: look for rows "
                    "that are all grey, channels that learned nothing.")
 
+CLASS_COLOURS = ["#4F46E5", "#EA580C", "#0F766E", "#DB2777", "#CA8A04", "#2563EB", "#16A34A", "#9333EA", "#DC2626",
+                 "#475569"]
+
+with embedding_tab:
+    embedding = store.history("embedding")
+    if not embedding or any(int(t["labels"].max()) >= len(names) or int(t["predicted"].max()) >= len(names)
+                            for t in embedding.values()):
+        st.info("This run kept no embedding: a run trained before embeddings were kept.")
+    else:
+        epochs = list(embedding)
+        epoch = st.select_slider("After epoch", epochs, value=epochs[-1], key="embedding_epoch",
+                                 format_func=lambda e: "0 (as initialised)" if e == 0 else str(e))
+        points, labels, predicted = (embedding[epoch][k] for k in ("points", "labels", "predicted"))
+        scatter = go.Figure(layout=dict(title=f"The first {len(points):,} test images as the network sees them after "
+                                              f"epoch {epoch}", height=560, margin=dict(t=50, b=10),
+                                        xaxis_title="first principal component", yaxis_title="second",
+                                        legend_title="true class"))
+        for c, name in enumerate(names):
+            in_legend = False
+            for right in (True, False):  # wrong answers as x, in the class's colour, toggled with it in the legend
+                mine = ((labels == c) & ((predicted == labels) == right)).nonzero().flatten().tolist()
+                if mine:
+                    scatter.add_scattergl(
+                        x=points[mine, 0].tolist(), y=points[mine, 1].tolist(), mode="markers", name=name[:20],
+                        legendgroup=str(c), showlegend=not in_legend,
+                        marker=dict(size=5 if right else 7, color=CLASS_COLOURS[c % len(CLASS_COLOURS)],
+                                    symbol="circle" if right else "x"),
+                        customdata=mine, text=[f"true {name[:20]}, said {names[predicted[i]][:20]}" for i in mine],
+                        hovertemplate="test image %{customdata}: %{text}<extra></extra>")
+                    in_legend = True
+        chosen = st.plotly_chart(scatter, key="embedding_chart", on_select="rerun", selection_mode="points")
+        st.caption("Each point is one test image's penultimate-layer features (what the last layer decides on), "
+                   "projected on their two principal components; x marks a wrong answer. At epoch 0 the classes lie "
+                   "mixed; as the network learns they pull apart into clusters, and the images between two clusters "
+                   "are the ones it confuses. Click a point to see its image.")
+        picked = (chosen or {}).get("selection", {}).get("points")  # what the browser sent: checked before use
+        first = picked[0] if isinstance(picked, list) and picked else None
+        value = first.get("customdata") if isinstance(first, dict) else None
+        index = value[0] if isinstance(value, list) and value else value
+        if isinstance(index, int) and 0 <= index < len(points):
+            embedding_data = run_dataset(ws, store.config().dataset, "the image cannot be shown")
+            if embedding_data is not None:
+                image_row(embedding_data.test_images[index:index + 1],
+                          [f"test image {index}: true {names[labels[index]][:14]}, said {names[predicted[index]][:14]}"],
+                          width=140)
+
 sources = ["a test image", "a mistake"] + (["your drawing"] if DRAWN in st.session_state else [])
 source = st.sidebar.radio("Look at", sources, key="inside_source")
 image = None
@@ -84,10 +130,10 @@ else:
         index = None
         predictions = store.test_predictions() if source == "a mistake" else None
         if predictions is not None and len(order := confident_mistakes(*predictions)[0]):
-            probs, labels = predictions
+            test_probs, test_labels = predictions
             index = st.sidebar.selectbox("Mistake", [int(i) for i in order], key="inside_mistake",
-                                         format_func=lambda i: f"image {i}: a {names[labels[i]]} taken for "
-                                                               f"{names[probs[i].argmax()]}")
+                                         format_func=lambda i: f"image {i}: a {names[test_labels[i]]} taken for "
+                                                               f"{names[test_probs[i].argmax()]}")
         elif source == "a mistake":
             st.sidebar.info("No mistakes recorded for this run; pick a test image.")
         if index is None:

@@ -437,6 +437,19 @@ def test_inside_shows_filters_per_epoch_feature_maps_and_why(two_runs):
     at.sidebar.radio(key="inside_source").set_value("a mistake").run()
     assert not at.exception and at.sidebar.selectbox(key="inside_mistake").value is not None
 
+    scatter = titled(at, "The first 1,000 test images as the network sees them after epoch 1")
+    assert [t["name"] for t in scatter["data"] if t["showlegend"]] == [f"{d} - {w}" for d, w in enumerate(
+        "zero one two three four five six seven eight nine".split())]
+    wrong = [t for t in scatter["data"] if t["marker"]["symbol"] == "x"]  # the wrong answers, in their class's group
+    assert wrong and all(t["legendgroup"] == str(int(t["name"][0])) for t in wrong)
+    assert sum(len(t["customdata"]) for t in scatter["data"]) == 1000
+    for picked, shown in ((5, True), ("5; rm -rf", False), (10**9, False)):  # what a browser may send
+        at.session_state["embedding_chart"] = {"selection": {"points": [{"customdata": [picked]}], "point_indices": [],
+                                                             "box": [], "lasso": []}}
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert any(c.startswith("test image 5: true") for i in at.get("image") for c in i.captions) == shown
+
 
 def test_results_draws_the_threshold_the_coverage_and_why_a_mistake(two_runs):
     at = open_page("pages/4_Results.py")

@@ -114,7 +114,7 @@ def test_every_epochs_first_layer_filters_are_kept_from_the_initialisation_on(tr
     from core.store import RunStore
 
     result, checkpoint = trained
-    history = RunStore(Path(result.run_dir)).filters()
+    history = {epoch: t["weight"] for epoch, t in RunStore(Path(result.run_dir)).history("filters").items()}
     assert list(history) == [0, 1, 2]
     assert all(w.shape == (6, 1, 5, 5) for w in history.values())
     assert torch.equal(history[2], checkpoint.model[0].weight.detach())  # no validation gain lost: epoch 2 is kept
@@ -191,3 +191,33 @@ def test_the_command_line_refuses_a_missing_checkpoint_or_a_broken_image(trained
     bad = subprocess.run([*run, "--checkpoint", result.checkpoint, str(broken)], cwd=REPO, capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_every_epoch_projects_the_test_images_penultimate_features_and_the_classes_pull_apart(trained, small_mnist):
+    from core.store import RunStore
+
+    result, checkpoint = trained
+    history = RunStore(Path(result.run_dir)).history("embedding")
+    assert list(history) == [0, 1, 2]
+    labels = small_mnist.test_labels[:1000]  # the small set has 1,000 test images: all of them are embedded
+    for epoch, t in history.items():
+        assert t["points"].shape == (1000, 2) and torch.equal(t["labels"], labels)
+    assert torch.equal(history[2]["predicted"], result.test_probabilities.argmax(1))  # the kept model's answers
+
+    def separation(points: torch.Tensor) -> float:
+        """Spread of the class means over the mean spread within a class."""
+        means = torch.stack([points[labels == c].mean(0) for c in range(10)])
+        within = torch.stack([points[labels == c].std(0).norm() for c in range(10)]).mean()
+        return float(means.std(0).norm() / within)
+
+    assert separation(history[2]["points"]) > 1.5 * separation(history[0]["points"])
+
+
+def test_the_projection_keeps_its_axes_pointing_the_same_way_from_epoch_to_epoch():
+    from core.embedding import project_2d
+
+    features = torch.randn(500, 8) * torch.tensor([5.0, 3.0, 1, 1, 1, 1, 1, 1])
+    first = project_2d(features)
+    assert first.shape == (500, 2) and first[:, 0].var() > first[:, 1].var() > features[:, 2].var()
+    assert torch.allclose(project_2d(-features, previous=first), first, atol=1e-4)  # flipped data, same picture
+    assert project_2d(torch.randn(50, 1)).shape == (50, 2)  # one feature: the second axis is empty
