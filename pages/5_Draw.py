@@ -9,13 +9,11 @@ import torch
 from streamlit_drawable_canvas import st_canvas
 from torchvision.transforms.v2 import functional as TF
 
-from core.checkpoint import CheckpointError
 from core.drawing import ink_from_rgba, mnist_style
 from core.images import ImageRefused
 from core.predict import image_to_tensor, predict_tensor
-from core.store import ACTIVE, intact
-from pages.lib import choose_run, image_row, intro, my_runs, workspace
-from pages.lib.insides import DRAWN, answer, checkpoint_of, why_this_answer
+from pages.lib import image_row, intro, workspace
+from pages.lib.insides import DRAWN, answer, trained_run, why_this_answer
 
 st.set_page_config(page_title="Draw · ConvNet Playground", page_icon="✏️", layout="wide")
 st.title("✏️ Draw")
@@ -23,18 +21,7 @@ intro("Draw a digit and see what the trained model predicts, with the exact 28 x
 
 
 workspace()
-stores = [s for s in my_runs() if s.best_checkpoint.is_file() and s.status()["status"] not in ACTIVE and intact(s)]
-if not stores:
-    st.info("No trained model yet: train one first (a short MNIST run is enough), then come back and draw.")
-    st.page_link("pages/3_Train.py", label="Go to Train", icon="📈")
-    st.stop()
-
-store = choose_run(stores, "Model")
-try:
-    checkpoint = checkpoint_of(store)
-except CheckpointError as exc:
-    st.error(f"{exc} Train the model again.")
-    st.stop()
+store, checkpoint = trained_run("Model", "and draw", while_training=False)
 channels, height, width = checkpoint.meta["input_shape"]
 names = checkpoint.class_names
 

@@ -5,14 +5,12 @@ import core  # noqa: F401  (first: one complete import of torch and torchvision,
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.checkpoint import CheckpointError
 from core.inspect import convolution_layers, feature_maps, filter_grid, tile
 from core.metrics import confident_mistakes
 from core.predict import predict_tensor
 from core.preprocess import to_unit
-from core.store import intact
-from pages.lib import choose_run, image_row, intro, my_runs, workspace
-from pages.lib.insides import DRAWN, answer, checkpoint_of, run_dataset, show, why_this_answer
+from pages.lib import image_row, intro, workspace
+from pages.lib.insides import DRAWN, answer, run_dataset, show, trained_run, why_this_answer
 
 st.set_page_config(page_title="Inside · ConvNet Playground", page_icon="🔬", layout="wide")
 st.title("🔬 Inside")
@@ -22,18 +20,7 @@ intro("Look inside a network you trained: its first-layer filters forming epoch 
 MOST_CHANNELS = 32  # maps or kernel rows drawn per layer; the rest are named, not drawn
 
 ws = workspace()
-stores = [s for s in my_runs() if s.best_checkpoint.is_file() and intact(s)]
-if not stores:
-    st.info("No trained model yet: train one first (a short MNIST run is enough), then come back.")
-    st.page_link("pages/3_Train.py", label="Go to Train", icon="📈")
-    st.stop()
-
-store = choose_run(stores, "Run")
-try:
-    checkpoint = checkpoint_of(store)
-except CheckpointError as exc:
-    st.error(f"{exc} The Runs page can delete it.")
-    st.stop()
+store, checkpoint = trained_run("Run", "and look inside it", while_training=True)
 model, meta, names = checkpoint.model, checkpoint.meta, checkpoint.class_names
 
 filters_tab, embedding_tab, maps_tab, why_tab = st.tabs(["Filters", "Embedding", "Feature maps", "Why this answer"])

@@ -9,16 +9,16 @@ import numpy as np
 import streamlit as st
 import torch
 
-from core.checkpoint import Checkpoint, load_checkpoint
+from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from core.confidence import is_sure
 from core.data import DatasetUnavailable, ImageDataset
 from core.engine import resolve_dataset
 from core.importers import DataImportError
 from core.inspect import overlay
 from core.saliency import METHODS, attribution
-from core.store import RunStore
+from core.store import ACTIVE, RunStore, intact
 from core.workspaces import may_read_dataset
-from pages.lib import png_bytes
+from pages.lib import choose_run, my_runs, png_bytes
 
 DRAWN = "drawn_input"  # session state: the Draw page's last drawing as the model sees it (C x H x W on [0, 1])
 
@@ -60,6 +60,23 @@ def run_dataset(workspace: str, name: str, otherwise: str) -> ImageDataset | Non
     except (DatasetUnavailable, DataImportError) as exc:
         st.warning(f"The test images are not available, so {otherwise}: {exc}")
         return None
+
+
+def trained_run(label: str, purpose: str, while_training: bool) -> tuple[RunStore, Checkpoint]:
+    """A select box over this workspace's runs with a best checkpoint (also those still training, if
+    `while_training`), and that checkpoint; the page stops, saying what to do, when there is none."""
+    stores = [s for s in my_runs() if s.best_checkpoint.is_file() and intact(s)
+              and (while_training or s.status()["status"] not in ACTIVE)]
+    if not stores:
+        st.info(f"No trained model yet: train one first (a short MNIST run is enough), then come back {purpose}.")
+        st.page_link("pages/3_Train.py", label="Go to Train", icon="📈")
+        st.stop()
+    store = choose_run(stores, label)
+    try:
+        return store, checkpoint_of(store)
+    except CheckpointError as exc:
+        st.error(f"{exc} Train the model again; the Runs page can delete this one.")
+        st.stop()
 
 
 def show(array: np.ndarray, width: int, caption: str | None = None) -> None:
