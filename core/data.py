@@ -43,6 +43,8 @@ class ImageDataset:
     class_names: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    val_count: int = 0  # the last val_count training images are the validation set the dataset came with
+    layout: str = ""  # how a user's folder was read into splits, for the Data page
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -230,6 +232,15 @@ def train_val_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tenso
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
+def train_val_indices(data: ImageDataset, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train and validation indices into the training images: the dataset's own validation set when it came with
+    one (a val/ folder), else a seeded split of `val_fraction`."""
+    n = len(data.train_labels)
+    if data.val_count:
+        return torch.arange(n - data.val_count), torch.arange(n - data.val_count, n)
+    return train_val_split(n, val_fraction, seed)
+
+
 SAVED_SUFFIX = ".dataset.safetensors"
 
 
@@ -248,7 +259,8 @@ def save_dataset(data: ImageDataset, folder: Path) -> Path:
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in data.name)[:40] or "data"
     path = folder / f"{safe}-{digest.hexdigest()[:12]}{SAVED_SUFFIX}"
     if not path.is_file():
-        meta = {"name": data.name, "class_names": list(data.class_names), "mean": list(data.mean), "std": list(data.std)}
+        meta = {"name": data.name, "class_names": list(data.class_names), "mean": list(data.mean), "std": list(data.std),
+                "val_count": data.val_count, "layout": data.layout}
         atomic_write(path, lambda p: save_file({k: v.contiguous() for k, v in tensors.items()}, str(p),
                                                metadata={"json": json.dumps(meta)}))
     return path
@@ -263,7 +275,11 @@ def load_saved_dataset(path: str | Path) -> ImageDataset:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads(f.metadata()["json"])
         t = load_file(str(path))
+        val_count = meta.get("val_count", 0)
+        if not isinstance(val_count, int) or not 0 <= val_count < len(t["train_labels"]):
+            raise ValueError(f"val_count {val_count!r} does not fit its training images")
         return ImageDataset(meta["name"], t["train_images"], t["train_labels"], t["test_images"], t["test_labels"],
-                            tuple(meta["class_names"]), tuple(meta["mean"]), tuple(meta["std"]))
+                            tuple(meta["class_names"]), tuple(meta["mean"]), tuple(meta["std"]), val_count,
+                            str(meta.get("layout", "")))
     except (OSError, SafetensorError, KeyError, TypeError, ValueError) as exc:
         raise DatasetUnavailable(f"The uploaded dataset {Path(path).name} is no longer readable ({exc}); upload it again.") from None

@@ -31,12 +31,13 @@ from core.data import (
     ImageDataset,
     load_dataset,
     load_saved_dataset,
-    train_val_split,
+    train_val_indices,
 )
 from core.device import describe_device, resolve_device
 from core.dynamics import LayerStats
 from core.embedding import EMBEDDED_IMAGES, penultimate_features, project_2d
 from core.events import EndEvent, EpochEvent, Event, StartEvent, StatusEvent, StepEvent, Stop
+from core.image_folders import Progress
 from core.importers import import_user_data
 from core.metrics import (
     autocast,
@@ -87,8 +88,9 @@ class TrainResult:
         return data
 
 
-def resolve_dataset(name_or_path: str) -> ImageDataset:
-    """A built-in dataset by name, or a user's CSV file or image folder by path."""
+def resolve_dataset(name_or_path: str, progress: Progress | None = None) -> ImageDataset:
+    """A built-in dataset by name, or a user's CSV file or image folder by path (`progress` is told how many of
+    a folder's images are decoded)."""
     if name_or_path in DATASETS:
         return load_dataset(name_or_path)
     if name_or_path.endswith(SAVED_SUFFIX):
@@ -96,7 +98,7 @@ def resolve_dataset(name_or_path: str) -> ImageDataset:
     if not Path(name_or_path).exists():
         raise DatasetUnavailable(f"Unknown dataset {name_or_path!r}: choose one of {', '.join(DATASETS)}, "
                                  f"or give the path of a CSV file or an image folder.")
-    return import_user_data(name_or_path)
+    return import_user_data(name_or_path, progress)
 
 
 def checkpoint_meta(cfg: TrainConfig, dataset: ImageDataset, model: nn.Module, **extra: Any) -> dict[str, Any]:
@@ -153,7 +155,7 @@ def _stop_message(stop: threading.Event, where: str) -> str:
 
 def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Event, data: ImageDataset,
            store: RunStore, device: torch.device, max_seconds: float | None) -> TrainResult:
-    train_idx, val_idx = train_val_split(len(data.train_labels), cfg.val_split, cfg.seed)
+    train_idx, val_idx = train_val_indices(data, cfg.val_split, cfg.seed)
     if cfg.limit_train:
         train_idx = train_idx[: cfg.limit_train]
     images = data.train_images.to(device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from core.augment import augment_batch
-from core.data import ImageDataset, train_val_split
+from core.data import ImageDataset, train_val_indices
 from core.preprocess import to_unit
 
 
@@ -23,7 +23,7 @@ def examples_per_class(labels: torch.Tensor, num_classes: int, per_class: int, s
 
 def class_balance(dataset: ImageDataset, val_split: float, seed: int) -> dict[str, list[int]]:
     """Images per class in train, validation (as the engine will carve it) and test."""
-    train_idx, val_idx = train_val_split(len(dataset.train_labels), val_split, seed)
+    train_idx, val_idx = train_val_indices(dataset, val_split, seed)
     k = dataset.num_classes
     return {
         "train": dataset.train_labels[train_idx].bincount(minlength=k).tolist(),

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from core.archives import checked_members, extract, open_zip
 from core.data import MAX_CLASSES, ImageDataset, channel_stats
-from core.images import ImageRefused, read_image
+from core.image_folders import FolderRefused, Progress, decode_all, find_splits, list_classes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,7 +31,6 @@ SPLIT_SEED = 0
 
 
 MAX_CSV_BYTES = 1 << 30  # the 60,000-image mnist_train.csv is about 110 MB
-MAX_DECODED_BYTES = 1 << 30  # an image folder's pixels once decoded (CIFAR-10's 60,000 images: 184 MB)
 
 
 class DataImportError(ValueError):
@@ -173,67 +171,78 @@ def import_csv(path: str | Path) -> ImageDataset:
     return _dataset_from_arrays(path.name, images, labels, tuple(str(c) for c in classes))
 
 
-def _read_image(file: Path, root: Path) -> np.ndarray:
-    try:
-        return read_image(file)
-    except ImageRefused as exc:
-        raise DataImportError(str(exc).replace(file.name, str(file.relative_to(root)), 1)) from None
-
-
-def import_image_folder(path: str | Path) -> ImageDataset:
-    """One sub-folder per class, each holding images of one size (grey or colour)."""
+def import_image_folder(path: str | Path, progress: Progress | None = None) -> ImageDataset:
+    """`train/` and `test/` (and `val/`) folders of class folders, their splits kept as given; or one folder of class
+    folders, with a seeded hold-out as the test set. All images of one size (grey or colour)."""
     root = Path(path)
     if not root.is_dir():
         raise DataImportError(f"{root}: not a folder.")
     try:
-        class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-    except OSError as exc:
-        raise DataImportError(f"{root.name}: cannot be listed ({exc.strerror or exc}).") from None
-    if not class_names:  # hidden folders (.ipynb_checkpoints, __MACOSX) are never classes
-        raise DataImportError(f"{root.name}: no class sub-folders found.")
-    extensions = tuple(IMG_EXTENSIONS)
-    files_per_class = []
-    for name in class_names:
-        files = sorted(f for f in (root / name).iterdir()
-                       if f.is_file() and f.suffix.lower() in extensions and not f.name.startswith("."))
-        if not files:
-            raise DataImportError(f"{root.name}/{name}: this class folder holds no images.")
-        files_per_class.append(files)
+        splits = find_splits(root)
+        if splits is None:
+            files = list_classes(root, root)
+            class_names = tuple(files)
+            if len(class_names) < 2:
+                raise FolderRefused(f"{root.name}: only one class ({class_names[0]!r}) was found; a classifier needs "
+                                    f"at least two.")
+            ordered = [f for names in files.values() for f in names]
+            labels = np.repeat(np.arange(len(files)), [len(f) for f in files.values()])
+            images = decode_all(ordered, root, progress)
+            dataset = _dataset_from_arrays(root.name, images, labels, class_names)
+            return dataclasses.replace(dataset, layout=f"one folder of class folders: a seeded {TEST_FRACTION:.0%} of "
+                                                       f"its images held out as the test set")
+        return _split_dataset(root, splits, progress)
+    except FolderRefused as exc:
+        raise DataImportError(str(exc)) from None
+
+
+def _split_dataset(root: Path, splits: dict[str, Path], progress: Progress | None) -> ImageDataset:
+    """The train/test(/val) layout: the classes are train/'s; test/ and val/ may lack some, never add one."""
+    files = {split: list_classes(folder, root) for split, folder in splits.items()}
+    class_names = tuple(files["train"])
     if len(class_names) < 2:
-        raise DataImportError(f"{root.name}: only one class ({class_names[0]!r}) was found; a classifier needs at least two.")
-    arrays, labels, first, decoded = [], [], None, 0
-    for label, files in enumerate(files_per_class):
-        for file in files:
-            array = _read_image(file, root)
-            decoded += array.nbytes
-            if decoded > MAX_DECODED_BYTES:  # small compressed files can decode to large images
-                raise DataImportError(f"{root.name}: its images decode to more than {MAX_DECODED_BYTES >> 20:,} MB "
-                                      f"of pixels (stopped at {file.relative_to(root)}); use fewer or smaller images.")
-            if first is None:
-                first = (file, array.shape[:2])
-            elif array.shape[:2] != first[1]:
-                h, w = array.shape[:2]
-                fh, fw = first[1]
-                raise DataImportError(
-                    f"{file.relative_to(root)} is {w} x {h} but {first[0].relative_to(root)} is "
-                    f"{fw} x {fh}: all images must have one size."
-                )
-            arrays.append(array)
-            labels.append(label)
-    colour = any(a.ndim == 3 for a in arrays)
-    if colour:
-        arrays = [a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in arrays]
-        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    else:
-        images = torch.from_numpy(np.stack(arrays)).unsqueeze(1)
-    return _dataset_from_arrays(root.name, images, np.array(labels), tuple(class_names))
+        raise FolderRefused(f"{splits['train'].relative_to(root.parent)}: only one class ({class_names[0]!r}) was "
+                            f"found; a classifier needs at least two.")
+    for split in ("val", "test"):
+        extra = sorted(set(files.get(split, {})) - set(class_names))
+        if extra:
+            raise FolderRefused(f"{splits[split].relative_to(root.parent)} has class folders that "
+                                f"{splits['train'].name}/ lacks: {', '.join(extra[:5])}; every class must be trained on.")
+    total = sum(len(f) for by_class in files.values() for f in by_class.values())
+    tensors, done = {}, 0
+    for split in ("train", "val", "test"):
+        if split not in files:
+            continue
+        ordered = [f for names in files[split].values() for f in names]
+        labels = [class_names.index(c) for c, names in files[split].items() for _ in names]
+        tensors[split] = decode_all(ordered, root, progress, done, total), torch.tensor(labels, dtype=torch.long)
+        done += len(ordered)
+    shapes = {split: tuple(images.shape[2:]) for split, (images, _) in tensors.items()}
+    if len(set(shapes.values())) > 1:
+        raise FolderRefused(f"{root.name}: the splits' images differ in size ({', '.join(f'{s}/ {w} x {h}' for s, (h, w) in shapes.items())}); "
+                            f"all images must have one size.")
+    if len({images.shape[1] for images, _ in tensors.values()}) > 1:  # one split grey, another colour: all colour
+        tensors = {s: (images.expand(-1, 3, -1, -1).contiguous(), labels) for s, (images, labels) in tensors.items()}
+    train_images, train_labels = tensors["train"]
+    val_images, val_labels = tensors.get("val", (train_images[:0], train_labels[:0]))
+    mean, std = channel_stats(train_images)
+    names = " and ".join(f"{splits[s].name}/" for s in ("train", "val", "test") if s in splits)
+    return ImageDataset(
+        name=root.name,
+        train_images=torch.cat([train_images, val_images]) if len(val_images) else train_images,
+        train_labels=torch.cat([train_labels, val_labels]) if len(val_labels) else train_labels,
+        test_images=tensors["test"][0], test_labels=tensors["test"][1], class_names=class_names,
+        mean=mean, std=tuple(max(s, 1e-6) for s in std), val_count=len(val_labels),
+        layout=f"{names} folders, their splits kept as given" + (f" ({splits['val'].name}/ is the validation set)"
+                                                                 if "val" in splits else ""),
+    )
 
 
-def import_user_data(path: str | Path) -> ImageDataset:
+def import_user_data(path: str | Path, progress: Progress | None = None) -> ImageDataset:
     """Pick the importer by what `path` is: a .csv file or a folder."""
     path = Path(path)
     if path.is_dir():
-        return import_image_folder(path)
+        return import_image_folder(path, progress)
     if path.suffix.lower() == ".csv":
         return import_csv(path)
     raise DataImportError(f"{path}: expected a .csv file or a folder of class sub-folders.")
@@ -243,7 +252,7 @@ MAX_ZIP_BYTES = 1 << 30  # unpacked size a zipped image folder may have
 MAX_ZIP_FILES = 200_000
 
 
-def import_zip(data: bytes, name: str) -> ImageDataset:
+def import_zip(data: bytes, name: str, progress: Progress | None = None) -> ImageDataset:
     """A zipped image folder (class sub-folders at the top, or inside one top folder)."""
     archive = open_zip(data, name, DataImportError)
     with archive, tempfile.TemporaryDirectory(prefix="playground-upload-") as tmp:
@@ -253,15 +262,15 @@ def import_zip(data: bytes, name: str) -> ImageDataset:
         entries = [p for p in root.iterdir() if not p.name.startswith(".")]
         if len(entries) == 1 and entries[0].is_dir() and any(p.is_dir() for p in entries[0].iterdir()):
             root = entries[0]  # the zip holds one folder that holds the classes
-        dataset = import_image_folder(root)
+        dataset = import_image_folder(root, progress)
     return dataclasses.replace(dataset, name=Path(name).stem)
 
 
-def import_upload(data: bytes, name: str) -> ImageDataset:
+def import_upload(data: bytes, name: str, progress: Progress | None = None) -> ImageDataset:
     """An uploaded file by its name: a .csv in the MNIST layout or a .zip of an image folder."""
     suffix = Path(name).suffix.lower()
     if suffix == ".zip":
-        return import_zip(data, name)
+        return import_zip(data, name, progress)
     if suffix == ".csv":
         with tempfile.TemporaryDirectory(prefix="playground-upload-") as tmp:
             path = Path(tmp) / Path(name).name

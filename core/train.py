@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -96,6 +97,22 @@ class ProgressBar:
             self.bar.close()
 
 
+class ImportBar:
+    """A progress bar on stderr while a user's image folder is decoded (built-in datasets load without one)."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.bar = Path(name).name, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=total, unit="img", desc=f"reading {self.name}", file=sys.stderr, dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def list_recipes() -> str:
     return "\n".join(f"{name}: {r.description}" + (f" Published: {r.published}." if r.published else "")
                      for name, r in RECIPES.items())
@@ -114,11 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg.validate()
     except ValueError as exc:
         parser.error(str(exc))
+    reading = ImportBar(cfg.dataset)
     try:
-        dataset = resolve_dataset(cfg.dataset)
+        dataset = resolve_dataset(cfg.dataset, reading)
     except (DataImportError, DatasetUnavailable) as exc:
+        reading.close()
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    reading.close()
     bar = ProgressBar()
     try:
         result = train(cfg, on_event=bar, stop=stop_on_sigterm(), dataset=dataset)

@@ -47,19 +47,23 @@ st.radio("Dataset", [*DATASETS, UPLOAD], key="dataset_radio", horizontal=True,
 
 if chosen_dataset_name() == UPLOAD:
     upload = st.file_uploader(
-        "A CSV in the mnist_train.csv layout (label, then 784 pixels per row) or a .zip of an image folder with one sub-folder per class",
+        "A CSV in the mnist_train.csv layout (label, then 784 pixels per row), or a .zip of an image folder: one "
+        "sub-folder per class, or train/ and test/ (and val/) folders of them",
         type=["csv", "zip"])
     limit_mb = settings().max_upload_mb
     if upload is not None and ws != LOCAL and upload.size > limit_mb << 20:
         st.error(f"{upload.name} is {upload.size / 2**20:,.1f} MB; this server takes uploads of up to {limit_mb} MB. "
                  f"Nothing was loaded.")
     elif upload is not None and st.session_state.get("user_upload_id") != upload.file_id:
+        bar = st.progress(0.0, text=f"Reading {upload.name}…")
         try:
-            with st.spinner(f"Reading {upload.name}…"):
-                st.session_state[USER_DATA_KEY] = import_upload(upload.getvalue(), upload.name)
+            st.session_state[USER_DATA_KEY] = import_upload(
+                upload.getvalue(), upload.name,
+                lambda done, total: bar.progress(done / max(total, 1), text=f"Reading {upload.name}: {done:,} of {total:,} images"))
             st.session_state["user_upload_id"] = upload.file_id
         except DataImportError as exc:
             st.error(f"{exc} Nothing was loaded.")
+        bar.empty()
 
 data = chosen_dataset()
 if data is None:
@@ -89,6 +93,9 @@ c, h, w = data.input_shape
 st.markdown(f"**{dataset_title(data.name)}**: {len(data.train_labels):,} training and {len(data.test_labels):,} test images "
             f"of {w} x {h} pixels, {c} channel{'s' if c > 1 else ''}, {data.num_classes} classes. "
             f"Mean {', '.join(f'{m:.4f}' for m in data.mean)}, std {', '.join(f'{s:.4f}' for s in data.std)} (on [0, 1]).")
+if data.layout:
+    st.caption(f"Read as {data.layout}." + (f" The last {data.val_count:,} training images are its own validation set, "
+                                             f"used instead of the Model page's split." if data.val_count else ""))
 
 samples_tab, classes_tab, stats_tab, augment_tab = st.tabs(["Samples", "Classes", "Statistics", "Augmentation"])
 
@@ -109,7 +116,8 @@ with classes_tab:
 with stats_tab:
     counts_by_split = balance(data_key, data, cfg.val_split, cfg.seed)
     fig = go.Figure([go.Bar(name=split, x=list(data.class_names), y=counts) for split, counts in counts_by_split.items()])
-    fig.update_layout(barmode="group", title=f"Images per class (validation: {cfg.val_split:.0%} of train, seed {cfg.seed})",
+    split = "its own val/ folder" if data.val_count else f"{cfg.val_split:.0%} of train, seed {cfg.seed}"
+    fig.update_layout(barmode="group", title=f"Images per class (validation: {split})",
                       yaxis_title="images", height=360, margin=dict(t=50, b=10))
     st.plotly_chart(fig, width="stretch")
 

@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.augment import AUGMENTATIONS, DESCRIPTIONS
 from core.config import BATCH_SIZES, BEST_BY, DEVICES, LIMITS, LIST_LIMITS, TrainConfig
-from core.data import DATASETS
+from core.data import DATASETS, train_val_indices
 from core.models import INITS, MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS, lr_curve
 from core.preprocess import INPUT_SCALINGS
@@ -140,8 +140,11 @@ with run_col:
     st.selectbox("Device", list(DEVICES), key=PREFIX + "device", help="auto: a CUDA GPU when there is one, else Apple's MPS (a Mac), else the CPU")
 with data_col:
     st.subheader("Data")
-    st.slider("Validation split", **bounds("val_split"), step=0.05, key=PREFIX + "val_split",
+    st.slider("Validation split", **bounds("val_split"), step=0.05, key=PREFIX + "val_split", disabled=bool(data.val_count),
               help="Carved from the training set with the seed; the test set is never used for training or choosing a checkpoint")
+    if data.val_count:
+        st.caption(f"This dataset brings its own validation set ({data.val_count:,} images from its val/ folder), used "
+                   f"instead of a split.")
     st.selectbox("Input scaling", list(INPUT_SCALINGS), key=PREFIX + "input_scaling",
                  format_func=lambda n: f"{n}: {INPUT_SCALINGS[n]}")
     st.multiselect("Augmentation (training batches only)", list(AUGMENTATIONS), key=PREFIX + "augment",
@@ -176,8 +179,8 @@ with table_col:
     st.markdown(f"**{totals['parameters']:,} parameters** ({totals['trainable']:,} trainable), "
                 f"{totals['mult_adds']:,} multiply-adds per image.")
 with lr_col:
-    n_train = new_cfg.limit_train or round(len(data.train_labels) * (1 - new_cfg.val_split))
-    steps_per_epoch = math.ceil(min(n_train, len(data.train_labels)) / new_cfg.batch_size)
+    n_train = len(train_val_indices(data, new_cfg.val_split, new_cfg.seed)[0])
+    steps_per_epoch = math.ceil(min(new_cfg.limit_train or n_train, n_train) / new_cfg.batch_size)
     rates = lr_curve(new_cfg, steps_per_epoch)
     fig = go.Figure(go.Scatter(x=[s / steps_per_epoch for s in range(len(rates))], y=rates, mode="lines",
                                line=dict(color="#4F46E5")))

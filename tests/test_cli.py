@@ -94,6 +94,20 @@ def test_train_on_a_csv_file(tmp_path, mnist):
     assert sum(map(sum, result["confusion_matrix"])) == 120  # the 20 % held out as the test set
 
 
+def test_train_on_a_folder_of_train_and_test_splits_with_a_progress_bar(tmp_path, mnist):
+    for split, start, count in (("train", 0, 400), ("test", 1000, 100)):
+        for i in range(start, start + count):
+            folder = tmp_path / "digits" / split / str(int(mnist.train_labels[i]))
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mnist.train_images[i, 0].numpy()).save(folder / f"{i}.jpg", quality=90)
+    proc = _run("core.train", "--dataset", str(tmp_path / "digits"), "--epochs", "1", "--device", "cpu",
+                "--run-dir", str(tmp_path / "run"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sum(map(sum, result["confusion_matrix"])) == 100  # test/ as given, not a hold-out of train/
+    assert "reading digits" in proc.stderr and "500/500" in proc.stderr
+
+
 def test_unknown_dataset_or_missing_file_is_one_clear_line(capsys):
     for dataset in ("imagenet", "no/such/file.csv"):
         assert train_cli.main(["--dataset", dataset]) == 1

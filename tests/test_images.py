@@ -8,6 +8,9 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from core.images import ImageRefused, read_image
@@ -67,3 +70,57 @@ def test_hidden_folders_are_not_classes_and_odd_files_are_refused(tmp_path):
     os.mkfifo(tmp_path / "pipe.png")
     with pytest.raises(ImageRefused, match="not a regular file"):
         read_image(tmp_path / "pipe.png")
+
+
+@pytest.mark.parametrize("mode, suffix", [("L", "png"), ("RGB", "png"), ("L", "jpg"), ("RGB", "jpg"),
+                                          ("RGBA", "png"), ("P", "png"), ("I;16", "png"), ("RGB", "bmp")])
+def test_the_fast_decoder_reads_every_image_as_pillow_does(tmp_path, mode, suffix):
+    from core.images import read_image_chw
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (24, 32, 3)).astype(np.uint8)
+    image = Image.fromarray(pixels).convert(mode) if mode != "I;16" else Image.fromarray(pixels[:, :, 0].astype(np.uint16) * 257)
+    image.save(tmp_path / f"x.{suffix}", **({"quality": 75} if suffix == "jpg" else {}))
+    fast, slow = read_image_chw(tmp_path / f"x.{suffix}"), read_image(tmp_path / f"x.{suffix}")
+    assert fast.dtype == torch.uint8 and fast.shape[1:] == (24, 32)
+    assert np.array_equal(fast.permute(1, 2, 0).numpy().squeeze(-1) if fast.shape[0] == 1 else fast.permute(1, 2, 0).numpy(),
+                          slow)
+
+
+def test_the_fast_decoder_leaves_bombs_and_damage_to_the_door(tmp_path):
+    from core.images import read_image_chw
+
+    png_claiming(tmp_path / "bomb.png", 20000, 20000)
+    with pytest.raises(ImageRefused, match="claims to be a larger image"):
+        read_image_chw(tmp_path / "bomb.png")
+    png_claiming(tmp_path / "claims.png", 4000, 4000)  # within the limit, but its data is one pixel
+    with pytest.raises(ImageRefused, match="claims.png: not a readable image"):
+        read_image_chw(tmp_path / "claims.png")  # torchvision's PNG decoder crashed on this one: Pillow reads PNGs
+    Image.new("RGB", (8, 8)).save(tmp_path / "cut.jpg")
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "cut.jpg").read_bytes()[:200])
+    with pytest.raises(ImageRefused, match="cut.jpg"):
+        read_image_chw(tmp_path / "cut.jpg")
+
+
+@settings(max_examples=300)
+@given(cuts=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), max_size=6), keep=st.integers(2, 2000))
+def test_any_damaged_jpeg_is_read_or_refused_never_crashes(tmp_path_factory, cuts, keep):
+    """torchvision's decoder is fed only what the JPEG frame header vouches for; whatever the bytes, the door
+    either reads an image of the right kind or refuses it by name."""
+    from core.images import read_image_chw
+
+    folder = tmp_path_factory.mktemp("jpeg")
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 24, 3)).astype(np.uint8)).save(folder / "x.jpg")
+    data = bytearray((folder / "x.jpg").read_bytes()[:keep])
+    for at, value in cuts:
+        if at < len(data):
+            data[at] = value
+    (folder / "x.jpg").write_bytes(bytes(data))
+    try:
+        image = read_image_chw(folder / "x.jpg")
+    except ImageRefused as exc:
+        assert "x.jpg" in str(exc)
+        event("refused")
+        return
+    event("read")
+    assert image.dtype == torch.uint8 and image.ndim == 3 and image.shape[0] in (1, 3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -335,8 +337,79 @@ def test_a_csv_with_an_enormous_row_or_number_is_refused_at_once(tmp_path):
 
 
 def test_an_image_folder_that_decodes_to_more_than_the_limit_is_refused(tmp_path, monkeypatch):
-    import core.importers
+    import core.image_folders
 
-    monkeypatch.setattr(core.importers, "MAX_DECODED_BYTES", 16 * 16 * 6)
+    monkeypatch.setattr(core.image_folders, "MAX_DECODED_BYTES", 16 * 16 * 6)
     with pytest.raises(DataImportError, match="decode to more than"):
         import_image_folder(_image_folder(tmp_path / "pets"))
+
+
+def _split_folder(root, splits=("train", "test"), classes=("cat", "dog"), per_class=(6, 3, 2)):
+    for split, n in zip(splits, per_class):
+        _image_folder(root / split, classes=classes, per_class=n)
+    return root
+
+
+def test_train_and_test_folders_keep_their_splits_as_given(tmp_path):
+    data = import_image_folder(_split_folder(tmp_path / "pets"))
+    assert len(data.train_labels) == 12 and len(data.test_labels) == 6 and data.val_count == 0
+    assert data.class_names == ("cat", "dog") and data.train_labels.tolist() == [0] * 6 + [1] * 6
+    assert data.layout == "train/ and test/ folders, their splits kept as given"
+    with_val = import_image_folder(_split_folder(tmp_path / "three", splits=("Train", "valid", "TEST")))
+    assert (len(with_val.train_labels), with_val.val_count, len(with_val.test_labels)) == (12 + 6, 6, 4)
+    assert "valid/ is the validation set" in with_val.layout
+    from core.data import train_val_indices
+
+    train_idx, val_idx = train_val_indices(with_val, 0.3, seed=5)  # the folder's own split, whatever is asked
+    assert train_idx.tolist() == list(range(12)) and val_idx.tolist() == list(range(12, 18))
+    single = import_image_folder(_image_folder(tmp_path / "single"))
+    assert single.val_count == 0 and "held out as the test set" in single.layout
+
+
+def test_a_test_split_may_lack_a_class_but_never_add_one(tmp_path):
+    root = _split_folder(tmp_path / "pets")
+    shutil.rmtree(root / "test" / "dog")
+    data = import_image_folder(root)
+    assert data.class_names == ("cat", "dog") and set(data.test_labels.tolist()) == {0}
+    _image_folder(root / "test", classes=("emu",), per_class=1)
+    with pytest.raises(DataImportError, match="test has class folders that train/ lacks: emu"):
+        import_image_folder(root)
+
+
+def test_splits_of_other_sizes_are_refused_and_grey_meets_colour_as_colour(tmp_path):
+    root = _split_folder(tmp_path / "sizes")
+    shutil.rmtree(root / "test")
+    _image_folder(root / "test", sizes={("cat", 0): (20, 20), ("cat", 1): (20, 20), ("dog", 0): (20, 20), ("dog", 1): (20, 20)},
+                  per_class=2)
+    with pytest.raises(DataImportError, match="differ in size"):
+        import_image_folder(root)
+    mixed = tmp_path / "mixed"
+    _image_folder(mixed / "train", per_class=6)
+    _image_folder(mixed / "test", mode="RGB", per_class=2)
+    data = import_image_folder(mixed)
+    assert data.train_images.shape[1] == data.test_images.shape[1] == 3
+    assert torch.equal(data.train_images[:, 0], data.train_images[:, 2])  # the grey ones, repeated
+
+
+def test_a_zipped_split_folder_travels_through_the_upload_and_the_saved_copy(tmp_path):
+    from core.data import load_saved_dataset, save_dataset
+    from core.importers import import_upload
+
+    root = _split_folder(tmp_path / "pets", splits=("train", "val", "test"))
+    seen = []
+    data = import_upload(_zip_of(root, top="pets"), "pets.zip", lambda done, total: seen.append((done, total)))
+    assert (len(data.train_labels), data.val_count, len(data.test_labels)) == (18, 6, 4)
+    assert seen[-1] == (22, 22) and all(total == 22 for _, total in seen)
+    again = load_saved_dataset(save_dataset(data, tmp_path / "kept"))
+    assert (again.val_count, again.layout) == (data.val_count, data.layout)
+
+
+def test_a_model_trains_on_the_folders_own_validation_set(tmp_path):
+    from core.config import TrainConfig
+    from core.engine import train
+
+    root = _split_folder(tmp_path / "pets", splits=("train", "val", "test"), per_class=(20, 7, 5))
+    result = train(TrainConfig(model="mlp", hidden=(8,), epochs=1, batch_size=8, device="cpu", val_split=0.3,
+                               run_dir=str(tmp_path / "run")), dataset=import_image_folder(root))
+    assert result.status == "finished" and result.steps[-1]["step"] == 5  # 40 training images, batch 8
+    assert len(result.confusion_matrix) == 2 and sum(map(sum, result.confusion_matrix)) == 10
