@@ -21,6 +21,7 @@ from core.preprocess import INPUT_SCALINGS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BEST_BY = ("accuracy", "loss")  # which validation number picks the kept checkpoint
+TEST_SCALINGS = ("same", *INPUT_SCALINGS)  # "same": test images are fed as training images are (anything else is a lecture's bug)
 
 
 class Limit(NamedTuple):
@@ -90,6 +91,7 @@ class TrainConfig:
     augment: tuple[str, ...] = ()
     rotate_degrees: float = ROTATION_DEGREES  # the rotate augmentation turns each image by up to this many degrees
     input_scaling: str = "standardize"  # see core.preprocess.INPUT_SCALINGS
+    test_scaling: str = "same"  # how test images are fed: as training images ("same"), or, replaying a lecture's mistake, another scaling
     val_split: float = 0.1
     patience: int = 0  # early stopping: epochs without a better validation score; 0 = off
     best_by: str = "accuracy"  # the checkpoint kept is the epoch with the best validation accuracy, or loss
@@ -105,7 +107,7 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
 
-        for name in ("model", "init", "optimizer", "scheduler", "device", "dataset", "input_scaling", "best_by"):
+        for name in ("model", "init", "optimizer", "scheduler", "device", "dataset", "input_scaling", "test_scaling", "best_by"):
             check(isinstance(getattr(self, name), str), f"{name} must be a name, got {getattr(self, name)!r}.")
         check(self.model in MODELS, f"Unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
         check(self.init in INITS, f"Unknown initialisation {self.init!r}; choose one of {', '.join(INITS)}.")
@@ -114,6 +116,8 @@ class TrainConfig:
         check(self.device in DEVICES, f"Unknown device {self.device!r}; choose one of {', '.join(DEVICES)}.")
         check(self.input_scaling in INPUT_SCALINGS,
               f"Unknown input scaling {self.input_scaling!r}; choose one of {', '.join(INPUT_SCALINGS)}.")
+        check(self.test_scaling in TEST_SCALINGS,
+              f"Unknown test scaling {self.test_scaling!r}; choose one of {', '.join(TEST_SCALINGS)}.")
         check(self.best_by in BEST_BY, f"best_by must be one of {', '.join(BEST_BY)}, got {self.best_by!r}.")
         for name in ("nesterov", "test_each_epoch"):
             check(isinstance(getattr(self, name), bool), f"{name} must be true or false, got {getattr(self, name)!r}.")

@@ -162,6 +162,9 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     labels = data.train_labels.to(device)
     train_idx, val_idx = train_idx.to(device), val_idx.to(device)
     normalize = Normalizer(*input_stats(cfg.input_scaling, data.mean, data.std), device)
+    # the test images as the config feeds them: as training images, unless a recipe replays a lecture's mismatch
+    test_normalize = normalize if cfg.test_scaling == "same" else Normalizer(
+        *input_stats(cfg.test_scaling, data.mean, data.std), device)
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.init, cfg.hidden).to(device)
@@ -239,7 +242,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
                 rate = samples_seen / max(train_time, 1e-9)
                 result.train_seconds, result.samples_per_second = train_time, rate
                 if not math.isfinite(mean_loss):
-                    return _finish_diverged(result, model, data, normalize, device, best_state, store, epoch, step, emit)
+                    return _finish_diverged(result, model, data, test_normalize, device, best_state, store, epoch, step, emit)
                 layers, activations = layer_stats.read()
                 event = StepEvent(epoch, step, total_steps, mean_loss, optimizer.param_groups[0]["lr"], rate,
                                   (total_steps - step) * cfg.batch_size / max(rate, 1e-9), layers,
@@ -268,7 +271,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
             val_loss, val_acc = loss_and_accuracy(val_probs, labels[val_idx])
         test_loss = test_acc = None
         if cfg.test_each_epoch:  # reported like the notebooks print it; the score below never sees it
-            test_probs = predict_probabilities(model, data.test_images, normalize, device, stop.is_set)
+            test_probs = predict_probabilities(model, data.test_images, test_normalize, device, stop.is_set)
             if test_probs is None:
                 result.status, result.message = RunStatus.STOPPED, _stop_message(stop, f"while testing epoch {epoch}")
                 break
@@ -318,14 +321,14 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     else:  # stopped inside the first epoch: keep what it learned so far
         result.checkpoint = str(save_checkpoint(store.best_checkpoint, model,
                                                 checkpoint_meta(cfg, data, model, epoch=0, threshold=result.threshold)))
-    _evaluate_test(result, model, data, normalize, device, store, emit)
+    _evaluate_test(result, model, data, test_normalize, device, store, emit)
     return result
 
 
 def _save_insides(store: RunStore, epoch: int, model: nn.Module, first_layer: nn.Module | None,
                   embedded: tuple[torch.Tensor, torch.Tensor], normalize: Normalizer, device: torch.device) -> None:
     """What the Inside page shows of this epoch: the first convolution's kernels, and the test images'
-    penultimate features in 2-D (for display only; nothing is chosen by them)."""
+    penultimate features in 2-D, fed as the network trained (for display only; nothing is chosen by them)."""
     if first_layer is not None:
         store.save_epoch("filters", epoch, {"weight": first_layer.weight.float()})
     features, predicted = penultimate_features(model, embedded[0], normalize, device)
@@ -363,7 +366,7 @@ def _close_record(result: TrainResult, emit: Callable[[Event], None]) -> None:
         "samples_per_second": result.samples_per_second, "checkpoint": result.checkpoint}))
 
 
-def _finish_diverged(result: TrainResult, model: nn.Module, data: ImageDataset, normalize: Normalizer,
+def _finish_diverged(result: TrainResult, model: nn.Module, data: ImageDataset, test_normalize: Normalizer,
                      device: torch.device, best_state: dict | None, store: RunStore,
                      epoch: int, step: int, emit: Callable[[Event], None]) -> TrainResult:
     """The loss became NaN or infinite: end the run, keeping the last good checkpoint."""
@@ -377,7 +380,7 @@ def _finish_diverged(result: TrainResult, model: nn.Module, data: ImageDataset, 
     result.checkpoint = str(store.best_checkpoint)
     result.message = (f"Diverged in epoch {epoch} (step {step}): the loss became NaN or infinite. "
                       f"Kept the checkpoint of epoch {result.best_epoch}. {advice}")
-    _evaluate_test(result, model, data, normalize, device, store, emit)
+    _evaluate_test(result, model, data, test_normalize, device, store, emit)
     return result
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.augment import AUGMENTATIONS
-from core.config import BEST_BY, DEVICES, TrainConfig
+from core.config import BEST_BY, DEVICES, TEST_SCALINGS, TrainConfig
 from core.data import DATASETS, DatasetUnavailable
 from core.engine import TrainResult, resolve_dataset, train
 from core.events import Event, stop_on_sigterm
@@ -60,6 +60,8 @@ def build_parser(d: TrainConfig | None = None) -> argparse.ArgumentParser:
     p.add_argument("--rotate-degrees", type=float, default=d.rotate_degrees, help="the rotate augmentation's limit")
     p.add_argument("--input-scaling", default=d.input_scaling, choices=list(INPUT_SCALINGS),
                    help="; ".join(f"{k}: {v}" for k, v in INPUT_SCALINGS.items()))
+    p.add_argument("--test-scaling", default=d.test_scaling, choices=list(TEST_SCALINGS),
+                   help="how test images are fed: 'same' as training images, or another scaling (a lecture's mismatch, replayed)")
     p.add_argument("--best-by", default=d.best_by, choices=list(BEST_BY), help="which validation number picks the checkpoint kept")
     p.add_argument("--val-split", type=float, default=d.val_split)
     p.add_argument("--test-each-epoch", action=argparse.BooleanOptionalAction, default=d.test_each_epoch,

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.augment import AUGMENTATIONS, DESCRIPTIONS
-from core.config import BATCH_SIZES, BEST_BY, DEVICES, LIMITS, LIST_LIMITS, TrainConfig
+from core.config import BATCH_SIZES, BEST_BY, DEVICES, LIMITS, LIST_LIMITS, TEST_SCALINGS, TrainConfig
 from core.data import DATASETS, train_val_indices
 from core.models import INITS, MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS, lr_curve
@@ -147,6 +147,10 @@ with data_col:
                    f"instead of a split.")
     st.selectbox("Input scaling", list(INPUT_SCALINGS), key=PREFIX + "input_scaling",
                  format_func=lambda n: f"{n}: {INPUT_SCALINGS[n]}")
+    st.selectbox("Test images fed", list(TEST_SCALINGS), key=PREFIX + "test_scaling",
+                 format_func=lambda n: "as the training images (right)" if n == "same" else f"{n}: {INPUT_SCALINGS[n]}",
+                 help="Anything but 'as the training images' feeds the test set differently from what the network "
+                      "learned on: a mistake a course notebook made, offered to replay it and see what it does")
     st.multiselect("Augmentation (training batches only)", list(AUGMENTATIONS), key=PREFIX + "augment",
                    format_func=lambda n: f"{n}: {DESCRIPTIONS[n]}")
     if "rotate" in st.session_state[PREFIX + "augment"]:

@@ -42,6 +42,10 @@ c.metric("Best epoch", r.best_epoch if r.best_epoch is not None else "–", help
 d.metric("Training time", f"{r.train_seconds:,.1f} s")
 e.metric("Samples per second", f"{r.samples_per_second:,.0f}")
 st.caption(f"{r.message} {r.params:,} parameters, trained on {r.device}.")
+if (test_scaling := r.config.get("test_scaling", "same")) != "same":
+    st.warning(f"This run fed its test images as '{test_scaling}' while it trained on '{r.config['input_scaling']}' "
+               f"inputs, replaying a lecture's mistake: every test figure on this page measures that mismatch, not "
+               f"what the network learned. The Draw and Inside pages feed images as it trained.")
 
 data = run_dataset(ws, r.config["dataset"], "no mistakes are shown")
 probs, labels = r.test_probabilities, r.test_labels

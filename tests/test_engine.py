@@ -285,3 +285,30 @@ def test_the_gradient_norms_show_why_the_classic_lenet_barely_learns(small_mnist
 
     classic, relu = ratio("lenet5-classic"), ratio("lenet5")
     assert classic > 300 and relu < classic / 10, (classic, relu)
+
+
+def test_a_test_scaling_mismatch_changes_only_the_test_figures(small_mnist, tmp_path):
+    """The ResNet lecture fed its test images on [0, 1] while it trained on [-1, 1]: replayed, the training, the
+    validation and the kept checkpoint are the very same; only the test figures measure the mismatch."""
+    cfg = _cfg(tmp_path, epochs=2, limit_train=1000, input_scaling="symmetric", test_each_epoch=True, seed=2)
+    right = train(cfg, dataset=small_mnist)
+    mismatched = train(dataclasses.replace(cfg, test_scaling="unit"), dataset=small_mnist)
+    assert [e["val_loss"] for e in mismatched.epochs] == [e["val_loss"] for e in right.epochs]
+    assert load_checkpoint(mismatched.checkpoint).meta["mean"] == [0.5]  # predict feeds what it trained on
+    assert mismatched.test_accuracy < right.test_accuracy - 0.05
+    assert all(m["test_accuracy"] != r["test_accuracy"] for m, r in zip(mismatched.epochs, right.epochs))
+
+
+def test_the_course_resnet_runs_as_the_lecture_did_and_corrected(tmp_path):
+    from core.data import ImageDataset
+    from core.recipes import RECIPES, lecture
+
+    g = torch.Generator().manual_seed(0)
+    tiny = ImageDataset("cifar10", torch.randint(0, 256, (64, 3, 32, 32), generator=g, dtype=torch.uint8),
+                        torch.arange(64) % 10, torch.randint(0, 256, (20, 3, 32, 32), generator=g, dtype=torch.uint8),
+                        torch.arange(20) % 10, tuple(f"c{i}" for i in range(10)), (0.5,) * 3, (0.25,) * 3)
+    for name, scaling in (("course-resnet-cifar", "unit"), ("course-resnet-cifar-corrected", "same")):
+        cfg = dataclasses.replace(RECIPES[name].train_config(), epochs=1, device="cpu")
+        assert cfg.test_scaling == scaling and lecture(cfg)[0] == "course-resnet-cifar"
+        result = train(cfg, dataset=tiny)
+        assert result.status == "finished" and result.epochs[0]["test_accuracy"] is not None

@@ -33,6 +33,7 @@ def add_epoch_accuracy(fig: go.Figure, epochs: list[dict[str, Any]], cfg: TrainC
 def lecture_caption(cfg: TrainConfig) -> str | None:
     """What the dashed curve is, when there is one."""
     if found := lecture(cfg):
-        return (f"Dashed: the test accuracy the notebook of {found[0]} printed after each epoch "
-                f"({found[1].published}). Same recipe, another machine and seed: expect the same shape, not the same digits.")
+        name, recipe = found
+        return (f"Dashed: the test accuracy the notebook of {name} printed after each epoch ({recipe.published}). "
+                f"Same recipe, another machine and seed: expect the same shape, not the same digits. {recipe.lesson}").strip()
     return None
