@@ -9,6 +9,8 @@ are at every threshold, and how many it keeps.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 CURVE_POINTS = 200  # a chart's width
@@ -25,7 +27,8 @@ def not_sure_threshold(probs: torch.Tensor, labels: torch.Tensor) -> float | Non
     wrong_top, right_top = top[~right], top[right]
     high_wrong = wrong_top.mean() + wrong_top.std(correction=0)
     low_right = right_top.mean() - right_top.std(correction=0)
-    return float(((high_wrong + low_right) / 2).clamp(0, 1))
+    threshold = float(((high_wrong + low_right) / 2).clamp(0, 1))
+    return threshold if math.isfinite(threshold) else None  # a diverged model's NaN probabilities have none
 
 
 def is_sure(probability: float, threshold: float | None) -> bool:

@@ -98,6 +98,7 @@ class TrainConfig:
     test_each_epoch: bool = False  # also measure the test set after every epoch, as course notebooks print it; never picks the checkpoint
     seed: int = 0
     device: str = "auto"
+    channels_last: bool = False  # convolutions on N x H x W x C memory: faster for some networks on some devices (measure)
     limit_train: int | None = None  # train on the first N images of the training split only
     run_dir: str | None = None
 
@@ -119,7 +120,7 @@ class TrainConfig:
         check(self.test_scaling in TEST_SCALINGS,
               f"Unknown test scaling {self.test_scaling!r}; choose one of {', '.join(TEST_SCALINGS)}.")
         check(self.best_by in BEST_BY, f"best_by must be one of {', '.join(BEST_BY)}, got {self.best_by!r}.")
-        for name in ("nesterov", "test_each_epoch"):
+        for name in ("nesterov", "test_each_epoch", "channels_last"):
             check(isinstance(getattr(self, name), bool), f"{name} must be true or false, got {getattr(self, name)!r}.")
         for name, limit in LIMITS.items():
             value = getattr(self, name)

@@ -53,10 +53,11 @@ class LayerStats:
         for name, out in self.outputs.items():
             grad = self.layers[name].weight.grad
             values = out.float()
-            stats = torch.stack([values.mean(), values.std(), grad.norm() if grad is not None else values.new_zeros(())])
-            numbers[name] = {k: v if math.isfinite(v) else None  # a diverging step's NaN is no number for JSON
+            stats = torch.stack([values.mean(), values.std(), grad.norm() if grad is not None else values.new_full((), math.nan)])
+            numbers[name] = {k: float(f"{v:.5g}") if math.isfinite(v) else None  # none: no gradient, or a NaN
                              for k, v in zip(("mean", "std", "grad_norm"), stats.tolist())}  # one device sync per layer
-            samples[name] = values.flatten()[:HISTOGRAM_VALUES].cpu()
+            flat = values.flatten()
+            samples[name] = flat[::max(1, len(flat) // HISTOGRAM_VALUES)][:HISTOGRAM_VALUES].cpu()  # spread over the batch
         self.outputs, self.armed = {}, False
         return numbers, samples
 

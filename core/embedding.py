@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.metrics import EVAL_BATCH, autocast
 from core.preprocess import Normalizer, to_unit
 
 EMBEDDED_IMAGES = 2000
@@ -24,11 +25,14 @@ def penultimate_features(model: nn.Module, images_u8: torch.Tensor, normalize: N
     captured: list[torch.Tensor] = []
     hook = last.register_forward_pre_hook(lambda _module, inputs: captured.append(inputs[0].float().cpu()))
     model.eval()
+    predicted = []
     try:
-        logits = model(normalize(to_unit(images_u8.to(device))))
+        for start in range(0, len(images_u8), EVAL_BATCH):  # in the batches, and the precision, of the evaluation
+            with autocast(device):
+                predicted.append(model(normalize(to_unit(images_u8[start:start + EVAL_BATCH].to(device)))).argmax(1).cpu())
     finally:
         hook.remove()
-    return captured[0], logits.argmax(1).cpu()
+    return torch.cat(captured), torch.cat(predicted)
 
 
 def project_2d(features: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:

@@ -52,6 +52,7 @@ from core.recorders import RunRecorder, TensorBoardRecorder, fan_out
 from core.store import RESUMABLE, DamagedRun, RunStatus, RunStore, owner
 
 STEP_EVENTS_PER_EPOCH = 50  # about this many loss points per epoch for the live curves
+LAYER_EVENTS_EVERY = 2  # of those, every second one also records the layers: smaller steps.json for deep networks
 
 
 @dataclass
@@ -168,6 +169,8 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.init, cfg.hidden).to(device)
+    memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory)  # checkpoints are saved contiguous either way
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     optimizer = build_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
@@ -175,6 +178,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     total_steps = cfg.epochs * steps_per_epoch
     log_every = max(1, steps_per_epoch // STEP_EVENTS_PER_EPOCH)
+    layers_every = LAYER_EVENTS_EVERY * log_every  # steps between two records of the layers (core.dynamics)
 
     result = TrainResult(
         status=RunStatus.RUNNING, message="", config=cfg.to_dict(), dataset=data.name,
@@ -212,14 +216,15 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         epoch_correct = torch.zeros((), device=device, dtype=torch.long)
         steps_since_event, samples_since_event, tick = 0, 0, time.perf_counter()
         for i in range(steps_per_epoch):
-            layer_stats.armed = steps_since_event + 1 == log_every or i == steps_per_epoch - 1  # this step reports
+            # the layers are measured on every other reported step, and the last of the epoch
+            layer_stats.armed = (i + 1) % layers_every == 0 or i == steps_per_epoch - 1
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x = to_unit(images[idx])
             if cfg.augment:
                 x = augment_batch(x, cfg.augment, gen, cfg.rotate_degrees)
             y = labels[idx]
             with autocast(device):
-                logits = model(normalize(x))
+                logits = model(normalize(x).contiguous(memory_format=memory))
                 loss = criterion(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -310,8 +315,8 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         result.message = result.message or f"Finished {len(result.epochs)} epochs."
     if best_state is not None:
         model.load_state_dict(best_state)  # from Resume's state too, so best.* matches it after a kill
-    if best_val_probs is None and len(val_idx):  # resumed, or stopped inside the first epoch
-        best_val_probs = predict_probabilities(model, images[val_idx], normalize, device)
+    if best_val_probs is None and len(val_idx):  # resumed, or stopped inside the first epoch (None if stopped again)
+        best_val_probs = predict_probabilities(model, images[val_idx], normalize, device, stop.is_set)
     result.threshold = None if best_val_probs is None else not_sure_threshold(best_val_probs, labels[val_idx])
     if best_state is not None:
         best_val = next((e["val_accuracy"] for e in result.epochs if e["epoch"] == result.best_epoch), None)
@@ -332,6 +337,8 @@ def _save_insides(store: RunStore, epoch: int, model: nn.Module, first_layer: nn
     if first_layer is not None:
         store.save_epoch("filters", epoch, {"weight": first_layer.weight.float()})
     features, predicted = penultimate_features(model, embedded[0], normalize, device)
+    if not bool(features.isfinite().all()):
+        return  # a diverging network: the loop ends the run as diverged at its next step event
     previous = store.history("embedding").get(epoch - 1, {}).get("points")
     store.save_epoch("embedding", epoch, {"points": project_2d(features, previous), "labels": embedded[1].long(),
                                           "predicted": predicted.long()})

@@ -26,12 +26,17 @@ MAX_UPLOAD_BYTES = 512 << 20
 
 
 def _csv(rows: list[dict]) -> str:
+    """One column per field; a step's layer numbers as conv1.mean, conv1.std, conv1.grad_norm, ... (blank on the
+    steps that did not record them)."""
     if not rows:
         return ""
+    flat = [{**{k: v for k, v in row.items() if k != "layers"},
+             **{f"{layer}.{name}": value for layer, numbers in row.get("layers", {}).items() for name, value in numbers.items()}}
+            for row in rows]
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(out, fieldnames=list(dict.fromkeys(k for row in flat for k in row)))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(flat)
     return out.getvalue()
 
 

@@ -11,6 +11,7 @@ image) and `saliency.npy` (H x W floats on [0, 1], the image's own size).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from dataclasses import dataclass
@@ -20,7 +21,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torchvision.models.feature_extraction import create_feature_extractor
 from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import make_grid
 
@@ -28,7 +28,7 @@ from core.checkpoint import CheckpointError, load_checkpoint
 from core.confidence import is_sure
 from core.images import ImageRefused
 from core.models import first_convolution
-from core.predict import image_to_tensor, predict_tensor, read_unit_image
+from core.predict import predict_tensor, read_unit_image
 from core.preprocess import Normalizer
 from core.saliency import METHODS, attribution
 
@@ -58,14 +58,19 @@ def shown_layers(model: nn.Module) -> dict[str, str]:
 
 @torch.inference_mode()
 def feature_maps(model: nn.Module, mean: list[float], std: list[float], image: torch.Tensor) -> list[FeatureMaps]:
-    """Every convolution's and pooling layer's output for one image (C x H x W on [0, 1]), in order; torchvision's
-    feature extractor traces the network, so nothing is hooked into the model itself."""
+    """Every convolution's and pooling layer's output for one image (C x H x W on [0, 1]), in the order the image
+    passes them. Forward hooks on a private copy of the model: torchvision's `create_feature_extractor` traces
+    with torch.fx, which patches `nn.Module.__call__` for the whole process while it traces, and broke the
+    forward passes other sessions of the server ran at that moment."""
+    model = copy.deepcopy(model).eval()
     names = shown_layers(model)
-    if not names:
-        return []
     modules = dict(model.named_modules())
-    extractor = create_feature_extractor(model.eval(), return_nodes=list(names))
-    outputs = extractor(Normalizer(mean, std, image.device)(image.unsqueeze(0).float()))
+    outputs: dict[str, torch.Tensor] = {}
+    hooks = [modules[path].register_forward_hook(lambda _m, _i, out, path=path: outputs.setdefault(path, out))
+             for path in names]
+    model(Normalizer(mean, std, image.device)(image.unsqueeze(0).float()))
+    for hook in hooks:
+        hook.remove()
     return [FeatureMaps(names[path], path, SHOWN_LAYERS[type(modules[path])], type(modules[path]).__name__,
                         out[0].float().cpu()) for path, out in outputs.items()]
 
@@ -93,8 +98,7 @@ def filter_grid(weight: torch.Tensor, cell: int = 40) -> np.ndarray:
     weight = weight.detach().float().cpu()
     if weight.shape[1] in (1, 3):
         return tile(weight, cell)
-    out_channels, in_channels = weight.shape[:2]
-    return tile(weight.reshape(-1, 1, *weight.shape[2:]), cell, columns=in_channels)
+    return tile(weight.reshape(-1, 1, *weight.shape[2:]), cell, columns=weight.shape[1])
 
 
 def overlay(image: torch.Tensor, saliency: torch.Tensor) -> np.ndarray:
@@ -120,7 +124,7 @@ def inspect_file(checkpoint_path: str, image_path: str, out: Path, method: str) 
     model, meta = checkpoint.model, checkpoint.meta
     shape = tuple(meta["input_shape"])
     own = read_unit_image(image_path, colour=shape[0] == 3)
-    x = image_to_tensor(image_path, shape)
+    x = own if own.shape == shape else TF.resize(own, list(shape[1:]), antialias=True).clamp(0, 1)  # as core.predict
     probs = predict_tensor(checkpoint, x.unsqueeze(0))[0]
     index = int(probs.argmax())
     threshold = meta.get("threshold")

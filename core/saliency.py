@@ -36,11 +36,11 @@ class OnUnitPixels(nn.Module):
 ELEMENTWISE = (nn.BatchNorm2d, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU)  # keep a feature map's shape
 
 
-def last_convolution(model: nn.Module) -> nn.Module | None:
-    """Grad-CAM's layer: the last top-level stage of the network that holds a convolution (a LeNet's second
-    convolution, a ResNet's last residual block), taken after the normalisation and activation that follow it,
-    since Grad-CAM weighs what the layer passes on; None for a network without a convolution."""
-    stages = list(model.children()) if isinstance(model, nn.Sequential) else [model]
+def gradcam_layer(model: nn.Module) -> nn.Module | None:
+    """The layer Grad-CAM looks at: the last stage of the network (one of its top-level children) that holds a
+    convolution (a LeNet's second convolution, a ResNet's last residual block), taken after the normalisation and
+    activation that follow it, since Grad-CAM weighs what the layer passes on; None without a convolution."""
+    stages = list(model.children())
     holding = [i for i, stage in enumerate(stages) if any(isinstance(m, nn.Conv2d) for m in stage.modules())]
     if not holding:
         return None
@@ -67,7 +67,7 @@ def attribution(model: nn.Module, mean: Sequence[float], std: Sequence[float], i
         values = IntegratedGradients(wrapped).attribute(x, baselines=torch.zeros_like(x), target=target,
                                                         n_steps=32).abs().sum(1)
     else:
-        layer = last_convolution(model)
+        layer = gradcam_layer(model)
         if layer is None:
             raise ValueError("Grad-CAM looks at a convolution's feature maps, and this network has none; "
                              "choose gradient saliency or integrated gradients.")

@@ -151,16 +151,19 @@ def _is_epoch(e: Any) -> bool:
 
 def _is_embedding(t: dict[str, torch.Tensor]) -> bool:
     points, labels, predicted = t["points"], t["labels"], t["predicted"]
-    return (points.ndim == 2 and points.shape[1] == 2 and points.dtype == torch.float32
-            and labels.shape == predicted.shape == (len(points),) and labels.dtype == predicted.dtype == torch.int64
-            and bool((labels >= 0).all() and (predicted >= 0).all()))
+    return (points.ndim == 2 and len(points) > 0 and points.shape[1] == 2 and points.dtype == torch.float32
+            and bool(points.isfinite().all()) and labels.shape == predicted.shape == (len(points),)
+            and labels.dtype == predicted.dtype == torch.int64 and bool((labels >= 0).all() and (predicted >= 0).all()))
+
+
+def _is_filters(t: dict[str, torch.Tensor]) -> bool:
+    weight = t["weight"]
+    return (weight.ndim == 4 and weight.numel() > 0 and weight.dtype == torch.float32 and weight.shape[1] <= 4096
+            and bool(weight.isfinite().all()))
 
 
 # the tensors a run keeps epoch by epoch for the Inside page, and what each epoch's must be
-HISTORIES = {
-    "filters": (("weight",), lambda t: t["weight"].ndim == 4 and t["weight"].dtype == torch.float32),
-    "embedding": (("points", "labels", "predicted"), _is_embedding),
-}
+HISTORIES = {"filters": (("weight",), _is_filters), "embedding": (("points", "labels", "predicted"), _is_embedding)}
 
 
 def _is_step(s: Any) -> bool:
@@ -414,15 +417,19 @@ class RunStore:
             return None
 
     def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(probabilities N x K, true labels N) of the test set, when the run was evaluated."""
+        """(probabilities N x K, true labels N, each from 0 to K - 1) of the test set, when the run was evaluated
+        and the file holds that."""
         path = self.path / "evaluation.safetensors"
         if not path.is_file():
             return None
         try:
             tensors = load_file(str(path))
-            return tensors["probabilities"], tensors["labels"]
+            probs, labels = tensors["probabilities"], tensors["labels"]
         except (OSError, SafetensorError, KeyError):
             return None
+        fits = (probs.ndim == 2 and probs.is_floating_point() and labels.shape == (len(probs),)
+                and not labels.is_floating_point() and bool(((labels >= 0) & (labels < probs.shape[1])).all()))
+        return (probs, labels) if fits else None
 
 
 def list_runs(root: Path | None = None) -> list[RunStore]:

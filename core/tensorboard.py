@@ -7,6 +7,9 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 
+HISTOGRAM_RANGE = 1e12  # TensorBoard's default bins end near 1e12: values beyond leave the histogram empty, an error
+
+
 class TensorBoard:
     """The scalars of one run: per-step loss and learning rate, per-epoch losses and accuracies."""
 
@@ -24,7 +27,7 @@ class TensorBoard:
                 if value is not None:
                     self.writer.add_scalar(f"layers/{layer}/{name}", value, event.step)
         for layer, values in (event.activations or {}).items():
-            if bool(values.isfinite().all()):
+            if bool(values.isfinite().all()) and float(values.abs().max()) < HISTOGRAM_RANGE:  # a diverging layer has none
                 self.writer.add_histogram(f"activations/{layer}", values, event.step)
 
     def epoch(self, record) -> None:

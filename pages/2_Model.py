@@ -138,6 +138,9 @@ with run_col:
                      "curve. It is only reported: the checkpoint is still chosen on validation")
     st.number_input("Seed", **bounds("seed"), key=PREFIX + "seed")
     st.selectbox("Device", list(DEVICES), key=PREFIX + "device", help="auto: a CUDA GPU when there is one, else Apple's MPS (a Mac), else the CPU")
+    st.checkbox("Channels-last memory", key=PREFIX + "channels_last",
+                help="Convolutions on N x H x W x C memory: about 1.3x faster for cnn4 on this project's CPUs, no "
+                     "faster for LeNet-5; the numbers differ in the last digits, not in what is learned")
 with data_col:
     st.subheader("Data")
     st.slider("Validation split", **bounds("val_split"), step=0.05, key=PREFIX + "val_split", disabled=bool(data.val_count),

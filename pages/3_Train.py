@@ -116,9 +116,9 @@ def layer_figure(run_path: str, version: tuple[int, int], measure: str) -> go.Fi
     """One line per layer (conv1, ..., fc1, ...) of `measure` at each reported step; None for a run recorded
     before layers were."""
     store = RunStore(Path(run_path))
-    steps, status = store.steps(), store.status()
+    steps, status = [s for s in store.steps() if s.get("layers")], store.status()  # every other reported step has them
     steps = [steps[i] for i in thinned(len(steps))]
-    if not any(s.get("layers") for s in steps):
+    if not steps:
         return None
     steps_per_epoch = (status.get("total_steps") or steps[-1]["step"]) / store.config().epochs
     names = list(dict.fromkeys(name for s in steps for name in s.get("layers", {})))

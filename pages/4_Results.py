@@ -14,7 +14,7 @@ from core.preprocess import to_unit
 from core.store import DamagedRun, intact
 from pages.lib import choose_run, image_row, intro, my_runs, pct, workspace
 from pages.lib.curves import add_epoch_accuracy, lecture_caption
-from pages.lib.insides import checkpoint_of, run_dataset, why_this_answer
+from pages.lib.insides import NO_THRESHOLD, checkpoint_of, run_dataset, why_this_answer
 
 st.set_page_config(page_title="Results · ConvNet Playground", page_icon="🔍", layout="wide")
 st.title("🔍 Results")
@@ -133,7 +133,7 @@ with calibration_tab:
                           marker=dict(color="#EA580C", size=11))
     st.plotly_chart(cover, width="stretch")
     if r.threshold is None:
-        st.caption("This run had no validation set, so no \"not sure\" threshold was calibrated: it always answers.")
+        st.caption(NO_THRESHOLD)
     else:
         st.caption(f"The threshold {r.threshold:.1%} was calibrated on the validation set (the midpoint between the wrong "
                    f"answers' mean confidence plus its spread and the right ones' minus theirs). Below it the Draw page "
@@ -148,5 +148,6 @@ with epochs_tab:
     st.plotly_chart(fig, width="stretch")
     st.caption(lecture_caption(run_cfg) or "A gap between train and validation that widens with the epochs is overfitting.")
     if run_cfg.test_each_epoch:
+        kept = f" (epoch {r.best_epoch})" if r.best_epoch else ""
         st.caption("This run measured the test set after every epoch, as the course notebooks print it; the checkpoint "
-                   f"kept was still chosen without it (epoch {r.best_epoch}).")
+                   f"kept was still chosen without it{kept}.")

@@ -13,7 +13,7 @@ from core.drawing import ink_from_rgba, mnist_style
 from core.images import ImageRefused
 from core.predict import image_to_tensor, predict_tensor
 from pages.lib import image_row, intro, workspace
-from pages.lib.insides import DRAWN, answer, trained_run, why_this_answer
+from pages.lib.insides import DRAWN, NO_THRESHOLD, answer, trained_run, why_this_answer
 
 st.set_page_config(page_title="Draw · ConvNet Playground", page_icon="✏️", layout="wide")
 st.title("✏️ Draw")
@@ -67,11 +67,12 @@ with input_col:
     st.page_link("pages/5_Inside.py", label="Its feature maps, layer by layer", icon="🔬")
 
 with chart_col:
-    st.metric("Prediction", said, f"{probs[best]:.1%} sure", delta_color="off", delta_arrow="off")
+    st.metric("Prediction", said, f"{probs[best]:.1%} sure" if runner_ups is None else f"{probs[best]:.1%} for {names[best]}",
+              delta_color="off", delta_arrow="off")
     if runner_ups:
         st.warning(runner_ups)
     elif checkpoint.meta.get("threshold") is None:
-        st.caption("This run had no validation set to calibrate a \"not sure\" threshold on, so it always answers.")
+        st.caption(NO_THRESHOLD)
     order = np.argsort(-probs.numpy())
     bars = go.Figure(go.Bar(x=[float(probs[i]) for i in order], y=[names[i] for i in order], orientation="h",
                             marker_color=["#4F46E5" if i == best else "#CBD5E1" for i in order],

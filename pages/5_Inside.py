@@ -40,8 +40,8 @@ with filters_tab:
                    "that stay speckled did not learn (too few epochs, a learning rate too small, or a layer that "
                    "receives no gradient).")
     else:
-        st.info("This run kept no filter history: a network without a convolution, or a run trained before "
-                "filters were kept.")
+        st.info("This run has no filter history to show: a network without a convolution, a run trained before "
+                "filters were kept, or a damaged filters.safetensors.")
     convolutions = convolution_layers(model)
     if len(convolutions) > 1:
         st.subheader("Deeper layers")
@@ -51,7 +51,7 @@ with filters_tab:
         weight = convolutions[layer][1].weight
         rows, columns = min(weight.shape[0], MOST_CHANNELS), min(weight.shape[1], MOST_CHANNELS)
         show(filter_grid(weight[:rows, :columns], cell=24), width=min(1100, 26 * columns),
-             caption=f"one row per output channel, one kernel per input channel (the best checkpoint's"
+             caption=f"one row per output channel, one kernel per input channel (the best checkpoint's "
                      f"{f', first {rows} x {columns}' if (rows, columns) != tuple(weight.shape[:2]) else ''})")
         st.caption("A deeper kernel combines the previous layer's maps, so it means little as a picture: look for rows "
                    "that are all grey, channels that learned nothing.")
@@ -63,7 +63,8 @@ with embedding_tab:
     embedding = store.history("embedding")
     if not embedding or any(int(t["labels"].max()) >= len(names) or int(t["predicted"].max()) >= len(names)
                             for t in embedding.values()):
-        st.info("This run kept no embedding: a run trained before embeddings were kept.")
+        st.info("This run has no embedding to show: it was trained before embeddings were kept, or its "
+                "embedding.safetensors is damaged.")
     else:
         epochs = list(embedding)
         epoch = st.select_slider("After epoch", epochs, value=epochs[-1], key="embedding_epoch",
@@ -116,6 +117,8 @@ else:
     if data is not None:
         index = None
         predictions = store.test_predictions() if source == "a mistake" else None
+        if predictions is not None and (predictions[0].shape[1] != len(names) or len(predictions[1]) > len(data.test_labels)):
+            predictions = None  # they are not this dataset's test images
         if predictions is not None and len(order := confident_mistakes(*predictions)[0]):
             test_probs, test_labels = predictions
             index = st.sidebar.selectbox("Mistake", [int(i) for i in order], key="inside_mistake",

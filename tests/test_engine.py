@@ -268,9 +268,11 @@ def test_testing_after_each_epoch_is_reported_and_changes_nothing_else(small_mni
 
 
 def test_every_reported_step_carries_each_layers_activations_and_gradient_norm(small_mnist, tmp_path):
-    result = train(_cfg(tmp_path, limit_train=640, batch_size=64), dataset=small_mnist)
-    assert all(list(s["layers"]) == ["conv1", "conv2", "fc1", "fc2", "fc3"] for s in result.steps)
-    for s in result.steps:
+    result = train(_cfg(tmp_path, limit_train=640, batch_size=64, epochs=2), dataset=small_mnist)
+    recorded = [s for s in result.steps if "layers" in s]  # every other reported step, and each epoch's last
+    assert [s["step"] for s in recorded] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20] and len(result.steps) == 20
+    assert all(list(s["layers"]) == ["conv1", "conv2", "fc1", "fc2", "fc3"] for s in recorded)
+    for s in recorded:
         assert all(v["grad_norm"] > 0 and v["std"] > 0 and abs(v["mean"]) < 100 for v in s["layers"].values())
     assert RunStore(Path(result.run_dir)).steps() == result.steps  # what the Train page draws
 
@@ -279,8 +281,9 @@ def test_the_gradient_norms_show_why_the_classic_lenet_barely_learns(small_mnist
     """Sigmoids with PyTorch's default initialisation: the first layers' gradients are orders of magnitude below the
     last one's (the course's vanishing gradients); ReLU with max pooling closes most of that gap."""
     def ratio(model: str) -> float:
-        first = train(_cfg(tmp_path, model=model, optimizer="sgd", lr=0.5, momentum=0.0, scheduler="none", batch_size=256,
-                           limit_train=512), dataset=small_mnist).steps[0]["layers"]
+        steps = train(_cfg(tmp_path, model=model, optimizer="sgd", lr=0.5, momentum=0.0, scheduler="none", batch_size=256,
+                           limit_train=512), dataset=small_mnist).steps
+        first = next(s["layers"] for s in steps if "layers" in s)
         return first["fc3"]["grad_norm"] / first["conv1"]["grad_norm"]
 
     classic, relu = ratio("lenet5-classic"), ratio("lenet5")
@@ -312,3 +315,19 @@ def test_the_course_resnet_runs_as_the_lecture_did_and_corrected(tmp_path):
         assert cfg.test_scaling == scaling and lecture(cfg)[0] == "course-resnet-cifar"
         result = train(cfg, dataset=tiny)
         assert result.status == "finished" and result.epochs[0]["test_accuracy"] is not None
+
+
+@pytest.mark.parametrize("model, momentum", [("lenet5", 0.9), ("lenet-bn", 0.0), ("lenet-bn", 0.5)])
+def test_a_network_blowing_up_ends_as_diverged_never_as_failed(small_mnist, tmp_path, model, momentum):
+    """What only records a run (histograms, the embedding, the threshold) must never fail it: activations too large
+    for a histogram, features an SVD refuses and NaN probabilities are skipped, and the loop calls it diverged."""
+    result = train(_cfg(tmp_path, model=model, optimizer="sgd", lr=10.0, momentum=momentum, scheduler="none",
+                        batch_size=500, limit_train=1000, epochs=3), dataset=small_mnist)
+    assert result.status in ("diverged", "finished"), result.message
+
+
+def test_with_a_validation_split_the_test_after_each_epoch_still_never_chooses(small_mnist, tmp_path):
+    result = train(_cfg(tmp_path, epochs=4, limit_train=1000, lr=0.05, optimizer="sgd", scheduler="none",
+                        test_each_epoch=True, seed=4), dataset=small_mnist)
+    by_val = max(result.epochs, key=lambda e: e["val_accuracy"])["epoch"]
+    assert result.best_epoch == by_val and all(e["test_accuracy"] is not None for e in result.epochs)

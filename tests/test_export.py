@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import subprocess
@@ -34,6 +35,11 @@ def test_zip_round_trip_gives_the_same_predictions(finished_run, small_mnist, tm
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         assert {"config.json", "epochs.csv", "steps.csv", "best.safetensors", "best.json"} <= set(z.namelist())
         assert z.read("epochs.csv").decode().startswith("epoch,train_loss,train_accuracy,val_loss,val_accuracy")
+        steps = list(csv.DictReader(io.StringIO(z.read("steps.csv").decode())))
+        assert len(steps) == len(store.steps()) and {"loss", "lr", "conv1.grad_norm", "fc2.std"} <= set(steps[0])  # lenet-bn
+        recorded = [s for s in store.steps() if "layers" in s][0]
+        row = next(r for r in steps if int(r["step"]) == recorded["step"])
+        assert float(row["conv1.grad_norm"]) == recorded["layers"]["conv1"]["grad_norm"]
     imported = import_checkpoint_zip(data, "my-run.zip", tmp_path)
     assert imported.status()["status"] == "imported"
     images = small_mnist.test_images[:200].float() / 255

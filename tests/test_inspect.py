@@ -23,7 +23,7 @@ from core.engine import train
 from core.inspect import feature_maps, filter_grid, shown_layers
 from core.models import MODELS, build_model
 from core.predict import predict_files
-from core.saliency import METHODS, attribution, last_convolution
+from core.saliency import METHODS, attribution, gradcam_layer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,6 +72,43 @@ def test_the_threshold_is_the_midpoint_of_the_spreads_of_right_and_wrong_answers
     assert not_sure_threshold(probs, labels) == pytest.approx(expected, abs=1e-6)
     assert not_sure_threshold(probs[:4], labels[:4]) is None  # no wrong answers to take a spread from
     assert is_sure(0.3, None) and is_sure(0.7, 0.7) and not is_sure(0.69, 0.7)
+    assert not_sure_threshold(torch.full((6, 2), float("nan")), labels) is None  # a diverged model's
+
+
+def test_feature_maps_and_saliency_leave_a_shared_model_to_other_threads(trained, small_mnist):
+    """The pages share one rebuilt model per checkpoint between sessions: looking inside it in one thread must not
+    disturb the predictions another thread makes with it at the same moment."""
+    import threading
+
+    from core.predict import predict_tensor
+
+    _, checkpoint = trained
+    images = small_mnist.test_images[:64].float() / 255
+    expected = predict_tensor(checkpoint, images)
+    errors, mismatches = [], []
+
+    def inspect_it():
+        try:
+            for i in range(15):
+                feature_maps(checkpoint.model, checkpoint.meta["mean"], checkpoint.meta["std"], images[i])
+                attribution(checkpoint.model, checkpoint.meta["mean"], checkpoint.meta["std"], images[i], 3, "gradcam")
+        except Exception as exc:  # noqa: BLE001 - any failure is the finding
+            errors.append(exc)
+
+    def predict_it():
+        try:
+            for _ in range(40):
+                if not torch.allclose(predict_tensor(checkpoint, images), expected, atol=1e-6):
+                    mismatches.append(1)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=inspect_it), threading.Thread(target=predict_it)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and not mismatches
 
 
 def test_coverage_curve_keeps_the_surest_answers_first():
@@ -149,9 +186,9 @@ def test_the_saliency_of_a_correct_digit_lies_mostly_on_its_ink(trained, small_m
 
 def test_grad_cam_looks_at_the_last_convolution_and_refuses_an_mlp():
     lenet = build_model("lenet5", (1, 28, 28), 10)
-    assert last_convolution(lenet) is lenet[4]  # the second convolution's ReLU: what it passes on
+    assert gradcam_layer(lenet) is lenet[4]  # the second convolution's ReLU: what it passes on
     resnet = build_model("resnet-mini", (3, 32, 32), 10)
-    assert type(last_convolution(resnet)).__name__ == "BasicBlock"
+    assert type(gradcam_layer(resnet)).__name__ == "BasicBlock"
     cam = attribution(resnet, [0.5] * 3, [0.25] * 3, torch.rand(3, 32, 32), 3, "gradcam")
     assert cam.shape == (32, 32)
     with pytest.raises(ValueError, match="has none"):

@@ -20,6 +20,8 @@ from core.store import ACTIVE, RunStore, intact
 from core.workspaces import may_read_dataset
 from pages.lib import choose_run, my_runs, png_bytes
 
+NO_THRESHOLD = ("No \"not sure\" threshold was calibrated for this run (no validation set, too few wrong or right "
+                "validation answers to take a spread from, or it diverged or was stopped first), so it always answers.")
 DRAWN = "drawn_input"  # session state: the Draw page's last drawing as the model sees it (C x H x W on [0, 1])
 
 WHAT_TO_LOOK_FOR = {
