@@ -216,8 +216,8 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         epoch_correct = torch.zeros((), device=device, dtype=torch.long)
         steps_since_event, samples_since_event, tick = 0, 0, time.perf_counter()
         for i in range(steps_per_epoch):
-            # the layers are measured on every other reported step, and the last of the epoch
-            layer_stats.armed = (i + 1) % layers_every == 0 or i == steps_per_epoch - 1
+            if (i + 1) % layers_every == 0 or i == steps_per_epoch - 1:  # every other reported step, and the epoch's last
+                layer_stats.arm()
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             x = to_unit(images[idx])
             if cfg.augment:
