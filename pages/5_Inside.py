@@ -14,8 +14,8 @@ from pages.lib.insides import DRAWN, answer, run_dataset, show, trained_run, why
 
 st.set_page_config(page_title="Inside · ConvNet Playground", page_icon="🔬", layout="wide")
 st.title("🔬 Inside")
-intro("Look inside a network you trained: its first-layer filters forming epoch by epoch, every layer's feature "
-      "maps for one image, and which pixels its answer rests on.")
+intro("Look inside a network you trained: its first-layer filters forming epoch by epoch, the test images as it "
+      "sees them, every layer's feature maps for one image, and which pixels its answer rests on.")
 
 MOST_CHANNELS = 32  # maps or kernel rows drawn per layer; the rest are named, not drawn
 
@@ -51,8 +51,8 @@ with filters_tab:
         weight = convolutions[layer][1].weight
         rows, columns = min(weight.shape[0], MOST_CHANNELS), min(weight.shape[1], MOST_CHANNELS)
         show(filter_grid(weight[:rows, :columns], cell=24), width=min(1100, 26 * columns),
-             caption=f"one row per output channel, one kernel per input channel (the best checkpoint's "
-                     f"{f', first {rows} x {columns}' if (rows, columns) != tuple(weight.shape[:2]) else ''})")
+             caption="one row per output channel, one kernel per input channel, from the best checkpoint"
+                     + (f" (the first {rows} x {columns})" if (rows, columns) != tuple(weight.shape[:2]) else ""))
         st.caption("A deeper kernel combines the previous layer's maps, so it means little as a picture: look for rows "
                    "that are all grey, channels that learned nothing.")
 

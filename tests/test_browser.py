@@ -127,3 +127,28 @@ def test_uploading_a_csv_on_the_data_page_good_and_bad(mnist, tmp_path):
         page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(good))
         page.get_by_text("240 training and 60 test images of 28 x 28 pixels").wait_for()
         browser.close()
+
+
+def test_uploading_a_zip_of_train_and_test_folders_keeps_its_splits(mnist, tmp_path):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for split, start, count in (("train", 0, 120), ("test", 500, 30)):
+            for i in range(start, start + count):
+                png = io.BytesIO()
+                Image.fromarray(mnist.train_images[i, 0].numpy()).save(png, format="PNG")
+                z.writestr(f"digits/{split}/{int(mnist.train_labels[i])}/{i}.png", png.getvalue())
+    (tmp_path / "digits.zip").write_bytes(buffer.getvalue())
+    with running_app() as app, sync_api.sync_playwright() as p:
+        browser, page = open_page(p)
+        page.goto(f"{app.url}/Data")
+        page.get_by_text("Upload your own").click()
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(tmp_path / "digits.zip"))
+        page.get_by_text("120 training and 30 test images of 28 x 28 pixels").wait_for()
+        page.get_by_text("Read as train/ and test/ folders, their splits kept as given.").wait_for()
+        assert page.get_by_text("Traceback").count() == 0
+        browser.close()
