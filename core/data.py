@@ -253,14 +253,14 @@ def save_dataset(data: ImageDataset, folder: Path) -> Path:
 
     tensors = {"train_images": data.train_images, "train_labels": data.train_labels,
                "test_images": data.test_images, "test_labels": data.test_labels}
-    digest = hashlib.sha256()
+    meta = {"name": data.name, "class_names": list(data.class_names), "mean": list(data.mean), "std": list(data.std),
+            "val_count": data.val_count, "layout": data.layout}
+    digest = hashlib.sha256(json.dumps(meta).encode())  # two datasets of the same pixels but other splits or names
     for t in tensors.values():
         digest.update(t.contiguous().numpy().tobytes())
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in data.name)[:40] or "data"
     path = folder / f"{safe}-{digest.hexdigest()[:12]}{SAVED_SUFFIX}"
     if not path.is_file():
-        meta = {"name": data.name, "class_names": list(data.class_names), "mean": list(data.mean), "std": list(data.std),
-                "val_count": data.val_count, "layout": data.layout}
         atomic_write(path, lambda p: save_file({k: v.contiguous() for k, v in tensors.items()}, str(p),
                                                metadata={"json": json.dumps(meta)}))
     return path

@@ -247,6 +247,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
                 rate = samples_seen / max(train_time, 1e-9)
                 result.train_seconds, result.samples_per_second = train_time, rate
                 if not math.isfinite(mean_loss):
+                    layer_stats.close()  # an armed step's hooks must not watch the test evaluation
                     return _finish_diverged(result, model, data, test_normalize, device, best_state, store, epoch, step, emit)
                 layers, activations = layer_stats.read()
                 event = StepEvent(epoch, step, total_steps, mean_loss, optimizer.param_groups[0]["lr"], rate,

@@ -39,9 +39,14 @@ def _visible_dirs(folder: Path) -> dict[str, Path]:
 
 
 def find_splits(root: Path) -> dict[str, Path] | None:
-    """{train, test[, val]: folder} when `root` holds train/ and test/ folders (any case), else None."""
+    """{train, test[, val]: folder} when `root` holds train/ and test/ folders (any case), else None. A val/ folder
+    without class folders is ignored; train/ and val/ without test/ (ImageNet's layout) make val/ the test set."""
     by_lower = {name.lower(): path for name, path in _visible_dirs(root).items()}
     found = {split: next((by_lower[n] for n in names if n in by_lower), None) for split, names in SPLIT_NAMES.items()}
+    if found["val"] is not None and not _visible_dirs(found["val"]):
+        found["val"] = None
+    if found["test"] is None:
+        found["test"], found["val"] = found["val"], None
     if found["train"] is None or found["test"] is None:
         return None
     return {split: path for split, path in found.items() if path is not None}
@@ -72,14 +77,15 @@ def _decode(file: Path, root: Path) -> torch.Tensor:
 
 
 def decode_all(files: list[Path], root: Path, progress: Progress | None = None, done_before: int = 0,
-               total: int | None = None) -> torch.Tensor:
+               total: int | None = None, decoded_before: int = 0) -> torch.Tensor:
     """The images as one N x C x H x W uint8 tensor, each decoded straight into it; all must have one size (grey
-    ones are made colour when any image is). FolderRefused names the first file that does not fit."""
+    ones are made colour when any image is). FolderRefused names the first file that does not fit, or says the
+    folder's pixels (with `decoded_before` bytes of its other splits) pass MAX_DECODED_BYTES."""
     total = total or len(files)
     first = _decode(files[0], root)
     channels, height, width = first.shape
-    if len(files) * 3 * height * width > MAX_DECODED_BYTES:  # checked before decoding the rest
-        raise FolderRefused(f"{root.name}: its {len(files):,} images of {width} x {height} would decode to more than "
+    if decoded_before + len(files) * 3 * height * width > MAX_DECODED_BYTES:  # checked before decoding the rest
+        raise FolderRefused(f"{root.name}: its images of {width} x {height} would decode to more than "
                             f"{MAX_DECODED_BYTES >> 20:,} MB of pixels; use fewer or smaller images.")
     images = torch.empty((len(files), channels, height, width), dtype=torch.uint8)
     colour = []  # images in colour while the tensor is grey: redone below

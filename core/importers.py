@@ -19,7 +19,7 @@ import torch
 
 from core.archives import checked_members, extract, open_zip
 from core.data import MAX_CLASSES, ImageDataset, channel_stats
-from core.image_folders import FolderRefused, Progress, decode_all, find_splits, list_classes
+from core.image_folders import SPLIT_NAMES, FolderRefused, Progress, decode_all, find_splits, list_classes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -197,45 +197,50 @@ def import_image_folder(path: str | Path, progress: Progress | None = None) -> I
 
 
 def _split_dataset(root: Path, splits: dict[str, Path], progress: Progress | None) -> ImageDataset:
-    """The train/test(/val) layout: the classes are train/'s; test/ and val/ may lack some, never add one."""
+    """train/ and test/ (and val/): the classes are train/'s; test/ and val/ may lack some, never add one. Each split's
+    images come in a seeded order (a folder lists them class by class, and --limit-train and the embedding take
+    the first ones); train and val are decoded into one tensor, val last, within one limit of decoded pixels."""
     files = {split: list_classes(folder, root) for split, folder in splits.items()}
     class_names = tuple(files["train"])
+    where = {split: f"{folder.relative_to(root.parent)}" for split, folder in splits.items()}
     if len(class_names) < 2:
-        raise FolderRefused(f"{splits['train'].relative_to(root.parent)}: only one class ({class_names[0]!r}) was "
-                            f"found; a classifier needs at least two.")
+        raise FolderRefused(f"{where['train']}: only one class ({class_names[0]!r}) was found; a classifier needs at least two.")
+    if len(class_names) > MAX_CLASSES:
+        raise FolderRefused(f"{where['train']}: {len(class_names):,} classes, more than the {MAX_CLASSES:,} this app trains.")
     for split in ("val", "test"):
         extra = sorted(set(files.get(split, {})) - set(class_names))
         if extra:
-            raise FolderRefused(f"{splits[split].relative_to(root.parent)} has class folders that "
-                                f"{splits['train'].name}/ lacks: {', '.join(extra[:5])}; every class must be trained on.")
-    total = sum(len(f) for by_class in files.values() for f in by_class.values())
-    tensors, done = {}, 0
-    for split in ("train", "val", "test"):
-        if split not in files:
-            continue
-        ordered = [f for names in files[split].values() for f in names]
-        labels = [class_names.index(c) for c, names in files[split].items() for _ in names]
-        tensors[split] = decode_all(ordered, root, progress, done, total), torch.tensor(labels, dtype=torch.long)
-        done += len(ordered)
-    shapes = {split: tuple(images.shape[2:]) for split, (images, _) in tensors.items()}
-    if len(set(shapes.values())) > 1:
-        raise FolderRefused(f"{root.name}: the splits' images differ in size ({', '.join(f'{s}/ {w} x {h}' for s, (h, w) in shapes.items())}); "
-                            f"all images must have one size.")
-    if len({images.shape[1] for images, _ in tensors.values()}) > 1:  # one split grey, another colour: all colour
-        tensors = {s: (images.expand(-1, 3, -1, -1).contiguous(), labels) for s, (images, labels) in tensors.items()}
-    train_images, train_labels = tensors["train"]
-    val_images, val_labels = tensors.get("val", (train_images[:0], train_labels[:0]))
-    mean, std = channel_stats(train_images)
-    names = " and ".join(f"{splits[s].name}/" for s in ("train", "val", "test") if s in splits)
+            raise FolderRefused(f"{where[split]} has class folders that {splits['train'].name}/ lacks: "
+                                f"{', '.join(extra[:5])}; every class must be trained on.")
+
+    def shuffled(split: str) -> list[tuple[Path, int]]:
+        pairs = [(f, class_names.index(c)) for c, names in files.get(split, {}).items() for f in names]
+        order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
+        return [pairs[i] for i in order]
+
+    train, val, test = shuffled("train"), shuffled("val"), shuffled("test")
+    total = len(train) + len(val) + len(test)
+    learn = decode_all([f for f, _ in train + val], root, progress, 0, total)
+    test_images = decode_all([f for f, _ in test], root, progress, len(train) + len(val), total, learn.numel())
+    if learn.shape[2:] != test_images.shape[2:]:
+        (h, w), (th, tw) = learn.shape[2:], test_images.shape[2:]
+        raise FolderRefused(f"{root.name}: {splits['train'].name}/ holds images of {w} x {h} but {splits['test'].name}/ "
+                            f"of {tw} x {th}; all images must have one size.")
+    if learn.shape[1] != test_images.shape[1]:  # one split grey, another colour: all colour
+        learn, test_images = learn.expand(-1, 3, -1, -1).contiguous(), test_images.expand(-1, 3, -1, -1).contiguous()
+    mean, std = channel_stats(learn[:len(train)])
+    if "val" in splits:
+        layout = (f"{splits['train'].name}/, {splits['val'].name}/ and {splits['test'].name}/ folders, their splits kept "
+                  f"as given ({splits['val'].name}/ is the validation set)")
+    elif splits["test"].name.lower() in SPLIT_NAMES["test"]:
+        layout = f"{splits['train'].name}/ and {splits['test'].name}/ folders, their splits kept as given"
+    else:
+        layout = (f"{splits['train'].name}/ and {splits['test'].name}/ folders, their splits kept as given "
+                  f"({splits['test'].name}/ is the test set)")
     return ImageDataset(
-        name=root.name,
-        train_images=torch.cat([train_images, val_images]) if len(val_images) else train_images,
-        train_labels=torch.cat([train_labels, val_labels]) if len(val_labels) else train_labels,
-        test_images=tensors["test"][0], test_labels=tensors["test"][1], class_names=class_names,
-        mean=mean, std=tuple(max(s, 1e-6) for s in std), val_count=len(val_labels),
-        layout=f"{names} folders, their splits kept as given" + (f" ({splits['val'].name}/ is the validation set)"
-                                                                 if "val" in splits else ""),
-    )
+        name=root.name, train_images=learn, train_labels=torch.tensor([label for _, label in train + val]),
+        test_images=test_images, test_labels=torch.tensor([label for _, label in test], dtype=torch.long),
+        class_names=class_names, mean=mean, std=tuple(max(s, 1e-6) for s in std), val_count=len(val), layout=layout)
 
 
 def import_user_data(path: str | Path, progress: Progress | None = None) -> ImageDataset:

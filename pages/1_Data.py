@@ -116,7 +116,7 @@ with classes_tab:
 with stats_tab:
     counts_by_split = balance(data_key, data, cfg.val_split, cfg.seed)
     fig = go.Figure([go.Bar(name=split, x=list(data.class_names), y=counts) for split, counts in counts_by_split.items()])
-    split = "its own val/ folder" if data.val_count else f"{cfg.val_split:.0%} of train, seed {cfg.seed}"
+    split = "its own validation folder" if data.val_count else f"{cfg.val_split:.0%} of train, seed {cfg.seed}"
     fig.update_layout(barmode="group", title=f"Images per class (validation: {split})",
                       yaxis_title="images", height=360, margin=dict(t=50, b=10))
     st.plotly_chart(fig, width="stretch")

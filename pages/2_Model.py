@@ -146,8 +146,8 @@ with data_col:
     st.slider("Validation split", **bounds("val_split"), step=0.05, key=PREFIX + "val_split", disabled=bool(data.val_count),
               help="Carved from the training set with the seed; the test set is never used for training or choosing a checkpoint")
     if data.val_count:
-        st.caption(f"This dataset brings its own validation set ({data.val_count:,} images from its val/ folder), used "
-                   f"instead of a split.")
+        st.caption(f"This dataset brings its own validation set ({data.val_count:,} images from its validation "
+                   f"folder), used instead of a split.")
     st.selectbox("Input scaling", list(INPUT_SCALINGS), key=PREFIX + "input_scaling",
                  format_func=lambda n: f"{n}: {INPUT_SCALINGS[n]}")
     st.selectbox("Test images fed", list(TEST_SCALINGS), key=PREFIX + "test_scaling",

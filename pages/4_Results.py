@@ -45,7 +45,8 @@ st.caption(f"{r.message} {r.params:,} parameters, trained on {r.device}.")
 if (test_scaling := r.config.get("test_scaling", "same")) != "same":
     st.warning(f"This run fed its test images as '{test_scaling}' while it trained on '{r.config['input_scaling']}' "
                f"inputs, replaying a lecture's mistake: every test figure on this page measures that mismatch, not "
-               f"what the network learned. The Draw and Inside pages feed images as it trained.")
+               f"what the network learned. \"Why did it say that?\" below, Draw and Inside feed images as it trained, "
+               f"so they may not show the mistakes the test figures count.")
 
 data = run_dataset(ws, r.config["dataset"], "no mistakes are shown")
 probs, labels = r.test_probabilities, r.test_labels

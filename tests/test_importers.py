@@ -353,13 +353,17 @@ def _split_folder(root, splits=("train", "test"), classes=("cat", "dog"), per_cl
 def test_train_and_test_folders_keep_their_splits_as_given(tmp_path):
     data = import_image_folder(_split_folder(tmp_path / "pets"))
     assert len(data.train_labels) == 12 and len(data.test_labels) == 6 and data.val_count == 0
-    assert data.class_names == ("cat", "dog") and data.train_labels.tolist() == [0] * 6 + [1] * 6
+    assert data.class_names == ("cat", "dog") and sorted(data.train_labels.tolist()) == [0] * 6 + [1] * 6
+    # in a seeded order, not class by class: --limit-train and the embedding take the first images
+    assert data.train_labels[:6].tolist() != [0] * 6 and data.test_labels[:3].tolist() != [0] * 3
+    assert torch.equal(import_image_folder(tmp_path / "pets").train_images, data.train_images)  # the same order again
     assert data.layout == "train/ and test/ folders, their splits kept as given"
     with_val = import_image_folder(_split_folder(tmp_path / "three", splits=("Train", "valid", "TEST")))
     assert (len(with_val.train_labels), with_val.val_count, len(with_val.test_labels)) == (12 + 6, 6, 4)
     assert "valid/ is the validation set" in with_val.layout
     from core.data import train_val_indices
 
+    assert sorted(with_val.train_labels[12:].tolist()) == [0] * 3 + [1] * 3  # valid/ last
     train_idx, val_idx = train_val_indices(with_val, 0.3, seed=5)  # the folder's own split, whatever is asked
     assert train_idx.tolist() == list(range(12)) and val_idx.tolist() == list(range(12, 18))
     single = import_image_folder(_image_folder(tmp_path / "single"))
@@ -381,7 +385,7 @@ def test_splits_of_other_sizes_are_refused_and_grey_meets_colour_as_colour(tmp_p
     shutil.rmtree(root / "test")
     _image_folder(root / "test", sizes={("cat", 0): (20, 20), ("cat", 1): (20, 20), ("dog", 0): (20, 20), ("dog", 1): (20, 20)},
                   per_class=2)
-    with pytest.raises(DataImportError, match="differ in size"):
+    with pytest.raises(DataImportError, match="train/ holds images of 16 x 16 but test/ of 20 x 20"):
         import_image_folder(root)
     mixed = tmp_path / "mixed"
     _image_folder(mixed / "train", per_class=6)
@@ -413,3 +417,33 @@ def test_a_model_trains_on_the_folders_own_validation_set(tmp_path):
                                run_dir=str(tmp_path / "run")), dataset=import_image_folder(root))
     assert result.status == "finished" and result.steps[-1]["step"] == 5  # 40 training images, batch 8
     assert len(result.confusion_matrix) == 2 and sum(map(sum, result.confusion_matrix)) == 10
+
+
+def test_train_and_val_folders_without_test_make_val_the_test_set_and_an_empty_val_is_ignored(tmp_path):
+    imagenet = import_image_folder(_split_folder(tmp_path / "imagenet", splits=("train", "val"), per_class=(6, 2)))
+    assert (len(imagenet.train_labels), imagenet.val_count, len(imagenet.test_labels)) == (12, 0, 4)
+    assert imagenet.layout == "train/ and val/ folders, their splits kept as given (val/ is the test set)"
+    root = _split_folder(tmp_path / "pets")
+    (root / "val").mkdir()
+    assert import_image_folder(root).val_count == 0
+
+
+def test_the_decoded_pixel_limit_covers_the_whole_folder_not_each_split(tmp_path, monkeypatch):
+    import core.image_folders
+
+    root = _split_folder(tmp_path / "pets", per_class=(4, 4))  # 8 + 8 grey images of 16 x 16
+    monkeypatch.setattr(core.image_folders, "MAX_DECODED_BYTES", 16 * 16 * 3 * 8)  # each split alone fits (as colour)
+    import_image_folder(_split_folder(tmp_path / "small", per_class=(2, 2)))  # 8: within it
+    with pytest.raises(DataImportError, match="would decode to more than"):
+        import_image_folder(root)
+
+
+def test_a_saved_dataset_is_named_by_its_splits_too(tmp_path):
+    import dataclasses
+
+    from core.data import load_saved_dataset, save_dataset
+
+    data = import_image_folder(_split_folder(tmp_path / "pets", splits=("train", "val", "test")))
+    merged = dataclasses.replace(data, val_count=0, layout="one folder")
+    first, second = save_dataset(data, tmp_path / "kept"), save_dataset(merged, tmp_path / "kept")
+    assert first != second and load_saved_dataset(second).val_count == 0
