@@ -117,8 +117,8 @@ else:
     if data is not None:
         index = None
         predictions = store.test_predictions() if source == "a mistake" else None
-        if predictions is not None and (predictions[0].shape[1] != len(names) or len(predictions[1]) != len(data.test_labels)):
-            predictions = None  # they are not this dataset's test images
+        if predictions is not None and (predictions[0].shape[1] != len(names) or len(predictions[1]) > len(data.test_labels)):
+            predictions = None  # they cannot be this dataset's test images (fewer may be: a run on its first N, as Results reads them)
         if predictions is not None and len(order := confident_mistakes(*predictions)[0]):
             test_probs, test_labels = predictions
             index = st.sidebar.selectbox("Mistake", [int(i) for i in order], key="inside_mistake",
