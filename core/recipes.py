@@ -41,10 +41,11 @@ RECIPES: dict[str, Recipe] = {
              batch_size=256, epochs=3, label_smoothing=0.1),
     ),
     "fashion-fast": Recipe(
-        "Fashion-MNIST, fastest to 91 %",
-        "LeNet with BatchNorm, Adam and one-cycle: above 91 % test accuracy in 5 epochs.",
-        dict(dataset="fashion-mnist", model="lenet-bn", optimizer="adam", lr=0.003, scheduler="onecycle",
-             batch_size=256, epochs=5, label_smoothing=0.1),
+        "Fashion-MNIST, past 92 % in under a minute",
+        "cnn4 on channels-last memory, SGD with Nesterov momentum and one-cycle: 92 to 93 % test accuracy in 3 epochs "
+        "(40 to 43 s of training on a 2-core CPU).",
+        dict(dataset="fashion-mnist", model="cnn4", channels_last=True, optimizer="sgd", lr=0.2, momentum=0.9,
+             nesterov=True, weight_decay=5e-4, scheduler="onecycle", batch_size=256, epochs=3, label_smoothing=0.1),
     ),
     "cifar-fast": Recipe(
         "CIFAR-10, small ResNet with flips",
