@@ -16,20 +16,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.models import numbered_layers
+
 WATCHED = {nn.Conv2d: "conv", nn.Linear: "fc"}
 HISTOGRAM_VALUES = 4096  # activations kept per layer for TensorBoard's histograms (the engine sends them once an epoch)
 
 
 def watched_layers(model: nn.Module) -> dict[str, nn.Module]:
     """{conv1: ..., conv2: ..., fc1: ...} in the network's order."""
-    counts: dict[str, int] = {}
-    layers = {}
-    for module in model.modules():
-        kind = WATCHED.get(type(module))
-        if kind:
-            counts[kind] = counts.get(kind, 0) + 1
-            layers[f"{kind}{counts[kind]}"] = module
-    return layers
+    modules = dict(model.named_modules())
+    return {name: modules[path] for path, name in numbered_layers(model, WATCHED).items()}
 
 
 class LayerStats:

@@ -27,7 +27,7 @@ from torchvision.utils import make_grid
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.confidence import is_sure
 from core.images import ImageRefused
-from core.models import first_convolution
+from core.models import first_convolution, numbered_layers
 from core.predict import predict_tensor, read_unit_image
 from core.preprocess import Normalizer
 from core.saliency import METHODS, attribution
@@ -46,14 +46,7 @@ class FeatureMaps:
 
 def shown_layers(model: nn.Module) -> dict[str, str]:
     """{module path: conv1, pool1, conv2, ...} for every convolution and pooling layer, in the network's order."""
-    counts: dict[str, int] = {}
-    names = {}
-    for path, module in model.named_modules():
-        kind = SHOWN_LAYERS.get(type(module))
-        if kind:
-            counts[kind] = counts.get(kind, 0) + 1
-            names[path] = f"{kind}{counts[kind]}"
-    return names
+    return numbered_layers(model, SHOWN_LAYERS)
 
 
 @torch.inference_mode()

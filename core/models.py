@@ -154,6 +154,19 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+def numbered_layers(model: nn.Module, kinds: dict[type, str]) -> dict[str, str]:
+    """{module path: conv1, conv2, pool1, fc1, ...}: the modules of the given types, named by kind and numbered in
+    the network's order, as the Inside page and the training dynamics call them."""
+    counts: dict[str, int] = {}
+    names = {}
+    for path, module in model.named_modules():
+        kind = kinds.get(type(module))
+        if kind:
+            counts[kind] = counts.get(kind, 0) + 1
+            names[path] = f"{kind}{counts[kind]}"
+    return names
+
+
 def first_convolution(model: nn.Module) -> nn.Conv2d | None:
     """The layer whose kernels look at the pixels themselves (None in an MLP)."""
     return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)

@@ -70,6 +70,11 @@ def start() -> None:
     st.session_state[RUN_KEY] = store.id
 
 
+def steps_per_epoch(store: RunStore, steps: list[dict]) -> float:
+    """Steps in one epoch of the run, to put per-step points on the epoch axis."""
+    return (store.status().get("total_steps") or (steps[-1]["step"] if steps else 1)) / store.config().epochs
+
+
 @st.cache_resource(max_entries=64, show_spinner=False)
 def figures(run_path: str, version: tuple[int, int]) -> tuple[go.Figure, go.Figure, go.Figure]:
     """Loss, accuracy and learning rate, per epoch and per step, on one epoch axis; built once per update of the
@@ -79,12 +84,12 @@ def figures(run_path: str, version: tuple[int, int]) -> tuple[go.Figure, go.Figu
     validation (and test, when the config asks for it every epoch) is measured after the epoch, so it sits at its end.
     """
     store = RunStore(Path(run_path))
-    steps, epochs, status = store.steps(), store.epochs(), store.status()
-    steps_per_epoch = (status.get("total_steps") or (steps[-1]["step"] if steps else 1)) / store.config().epochs
+    steps, epochs = store.steps(), store.epochs()
+    per_epoch = steps_per_epoch(store, steps)
     smoothed = smooth([s["loss"] for s in steps])
     keep = thinned(len(steps))  # no more points than a chart's width shows
     steps, smoothed = [steps[i] for i in keep], [smoothed[i] for i in keep]
-    step_x = [s["step"] / steps_per_epoch for s in steps]
+    step_x = [s["step"] / per_epoch for s in steps]
     losses = [s["loss"] for s in steps]
     epoch_x = [e["epoch"] for e in epochs]
     mid_x = [e["epoch"] - 0.5 for e in epochs]
@@ -116,16 +121,17 @@ def layer_figure(run_path: str, version: tuple[int, int], measure: str) -> go.Fi
     """One line per layer (conv1, ..., fc1, ...) of `measure` at each reported step; None for a run recorded
     before layers were."""
     store = RunStore(Path(run_path))
-    steps, status = [s for s in store.steps() if s.get("layers")], store.status()  # every other reported step has them
+    steps = store.steps()
+    per_epoch = steps_per_epoch(store, steps)
+    steps = [s for s in steps if s.get("layers")]  # every other reported step has them
     steps = [steps[i] for i in thinned(len(steps))]
     if not steps:
         return None
-    steps_per_epoch = (status.get("total_steps") or steps[-1]["step"]) / store.config().epochs
     names = list(dict.fromkeys(name for s in steps for name in s.get("layers", {})))
     fig = go.Figure(layout=dict(title=f"Inside the layers: {LAYER_MEASURES[measure]}", xaxis_title="epoch", height=360,
                                 margin=dict(t=50, b=10), yaxis_type="log" if measure == "grad_norm" else "linear"))
     for name in names:
-        fig.add_scatter(x=[s["step"] / steps_per_epoch for s in steps],
+        fig.add_scatter(x=[s["step"] / per_epoch for s in steps],
                         y=[s.get("layers", {}).get(name, {}).get(measure) for s in steps], name=name, mode="lines")
     return fig
 
