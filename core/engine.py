@@ -395,12 +395,17 @@ def _finish_diverged(result: TrainResult, model: nn.Module, data: ImageDataset, 
 def resume(store: RunStore, on_event: Callable[[Event], None] | None = None,
            stop: threading.Event | None = None, dataset: ImageDataset | None = None) -> TrainResult:
     """Continue an interrupted or stopped run from its last finished epoch, with its own saved config."""
+    claim_resume(store)
+    return train(store.config(), on_event, stop, dataset, store)
+
+
+def claim_resume(store: RunStore) -> None:
+    """Make this process the run's trainer for a resume; ValueError when the run cannot be resumed."""
     status = store.status()["status"]
     if not store.has_training_state() or not store.transition(RESUMABLE, status=RunStatus.LOADING, **owner(),
                                                               message="Resuming"):
         raise ValueError(f"Run {store.id} is {status}; only an interrupted, stopped or failed run "
                          f"with a finished epoch can be resumed.")
-    return train(store.config(), on_event, stop, dataset, store)
 
 
 REPORT_FIELDS = ("test_accuracy", "test_loss", "per_class_accuracy", "precision", "recall", "count", "confusion_matrix")

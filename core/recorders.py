@@ -8,6 +8,7 @@ repeated or lost.
 
 from __future__ import annotations
 
+import socket
 import time
 
 from core.events import EndEvent, EpochEvent, Event, StartEvent, StatusEvent, StepEvent, Subscriber
@@ -30,7 +31,8 @@ class RunRecorder:
         if isinstance(event, StartEvent):
             self.epochs, self.steps = list(event.epochs), list(event.steps)
             self.store.write_metrics(self.epochs, self.steps)
-            self.store.update_status(status=RunStatus.RUNNING, **owner(), device=event.device, params=event.params,
+            self.store.update_status(status=RunStatus.RUNNING, **owner(), backend="local", node=socket.gethostname(),
+                                     device=event.device, params=event.params,
                                      total_steps=event.total_steps, epoch=len(self.epochs), started=time.time())
         elif isinstance(event, StatusEvent):
             self.store.update_status(status=event.status, message=event.message, **owner())

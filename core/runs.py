@@ -14,13 +14,14 @@ import sys
 from pathlib import Path
 
 from core.checkpoint import CheckpointError, load_checkpoint
-from core.data import DatasetUnavailable
-from core.engine import resume
+from core.data import DATASETS, SAVED_SUFFIX, DatasetUnavailable
+from core.engine import claim_resume, resolve_dataset, resume
 from core.events import stop_on_sigterm
 from core.export import run_zip, to_onnx, write_run_script
 from core.importers import DataImportError
-from core.store import ACTIVE, DamagedRun, RunStatus, delete_run, find_run, list_runs, run_row, runs_dir
-from core.train import ProgressBar, report
+from core.settings import HostSettings
+from core.store import ACTIVE, DamagedRun, RunStatus, RunStore, delete_run, find_run, list_runs, run_row, runs_dir
+from core.train import ProgressBar, report, train_on_ray
 
 
 def _fmt(value, spec: str) -> str:
@@ -89,12 +90,23 @@ def cmd_delete(args) -> int:
 
 def cmd_resume(args) -> int:
     store = find_run(args.run)
+    settings = HostSettings.load()
+    if settings.ray_address:
+        return resume_on_ray(store, settings, args.json)
     bar = ProgressBar()
     try:
         result = resume(store, on_event=bar, stop=stop_on_sigterm())
     finally:
         bar.close()
     return report(result, args.json)
+
+
+def resume_on_ray(store: RunStore, settings: HostSettings, as_json: bool) -> int:
+    """Resume on the cluster: claim the run as resume() does, then ship it, its user dataset too, to an actor."""
+    claim_resume(store)
+    name = store.config().dataset
+    dataset = None if name in DATASETS or name.endswith(SAVED_SUFFIX) else resolve_dataset(name)
+    return train_on_ray(store, settings, dataset, as_json)
 
 
 def cmd_stop(args) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -22,11 +21,13 @@ from pathlib import Path
 
 import torch
 
+from core.cluster import Cluster
 from core.config import TrainConfig
 from core.device import resolve_device
 from core.models import build_model, count_parameters
 from core.settings import HostSettings
 from core.store import ACTIVE, RESUMABLE, RUN_ID, RunStatus, RunStore, list_runs, owner, process_alive
+from core.worker import LocalWorker, Worker
 from core.workspaces import LOCAL, all_workspaces, workspace_root
 
 TRAINING = frozenset({RunStatus.LOADING, RunStatus.RUNNING, RunStatus.EVALUATING})
@@ -88,7 +89,7 @@ class Scheduler:
     def __init__(self, settings: HostSettings | None = None, interval: float = 1.0) -> None:
         self.settings = settings or HostSettings.load()
         self.interval = interval
-        self._workers: list[tuple[Path, subprocess.Popen]] = []
+        self._workers: list[tuple[Path, Worker]] = []
         self._stopping: set[Path] = set()
         self._rates: dict[str, float] = {}  # model -> samples/s of its latest run here, for time estimates
         self._served: dict[str, float] = {}  # workspace -> when its latest run started, for the turns
@@ -98,6 +99,7 @@ class Scheduler:
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self.cluster = Cluster(self.settings.ray_address, self.settings) if self.settings.ray_address else None
 
     # --- what pages call ----------------------------------------------------
     def submit(self, cfg: TrainConfig, workspace: str, dataset_name: str) -> RunStore:
@@ -156,7 +158,10 @@ class Scheduler:
             if status["status"] not in ACTIVE:
                 return
             self._stopping.add(store.path)
-            if pid and pid > 1 and pid != os.getpid() and process_alive(pid, status.get("pid_start")):  # never the server
+            mine = next((worker for path, worker in self._workers if path == store.path), None)
+            if mine is not None:
+                mine.stop()
+            elif pid and pid > 1 and pid != os.getpid() and process_alive(pid, status.get("pid_start")):  # never the server
                 try:
                     os.kill(pid, signal.SIGTERM)
                 except ProcessLookupError:
@@ -183,7 +188,7 @@ class Scheduler:
         waiting = order[: next((i for i, e in enumerate(order) if e.store.path == store.path), len(order))]
         training = [e for e in entries if e.status in TRAINING and e.device == mine.device]
         times = [e.eta_seconds for e in training] + [self._estimate(e, entries) for e in waiting]
-        seconds = None if any(t is None for t in times) else sum(times) / self._slots(mine.device)
+        seconds = None if any(t is None for t in times) else sum(times) / max(1, self._slots(mine.device))
         return Place(len(waiting), len(training), seconds)
 
     # --- the thread ---------------------------------------------------------
@@ -204,11 +209,12 @@ class Scheduler:
         """End the thread and the workers it started (their runs read as interrupted); for tests and shutdown."""
         with self._lock:
             self._closed = True
-            workers = [process for _, process in self._workers]
+            workers = [worker for _, worker in self._workers]
         self._wake.set()
-        for process in workers:
-            process.kill()
-            process.wait()
+        for worker in workers:
+            worker.kill()
+        if self.cluster is not None:
+            self.cluster.close()
         if self._thread is not None:
             self._thread.join(5)
 
@@ -226,6 +232,8 @@ class Scheduler:
     def _tick(self) -> None:
         with self._lock:
             self._reap()
+            if self.cluster is not None:
+                self.cluster.refresh()
             entries = self._scan()
             last_start = self._last_start(entries)
             order = turn_order([e for e in entries if e.status == RunStatus.QUEUED], last_start)
@@ -275,38 +283,36 @@ class Scheduler:
             if status["status"] == RunStatus.QUEUED:
                 store.transition({RunStatus.QUEUED}, status=RunStatus.FAILED, message=str(exc), pid=None)
             return None
-        return Entry(store, workspace, status["status"], device_kind(cfg), status.get("queued_at") or 0.0,
+        device = device_kind(cfg) if self.cluster is None else self.cluster.device_for(cfg)
+        return Entry(store, workspace, status["status"], device, status.get("queued_at") or 0.0,
                      status.get("started") or status.get("created") or 0.0, status.get("eta_seconds"),
                      status.get("samples_per_second"), cfg)
 
     def _launch(self, entry: Entry) -> bool:
         """Start a worker for a queued run; False when another process took it first."""
         store = entry.store
-        if not store.transition({RunStatus.QUEUED}, status=RunStatus.LOADING, pid=os.getpid(),
+        if not store.transition({RunStatus.QUEUED}, status=RunStatus.LOADING, **owner(),
                                 message="Starting a worker process", started=time.time()):
             return False
         limit = self.settings.max_train_seconds if entry.workspace != LOCAL else 0
-        threads = self.settings.threads_per_worker() if entry.device == "cpu" else 0
         try:
-            with open(store.path / "worker.log", "ab") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "core.worker", str(store.path), "--max-seconds", str(limit),
-                     "--parent", str(os.getpid()), "--threads", str(threads)],
-                    cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        except OSError as exc:
-            store.update_status(status=RunStatus.FAILED, message=f"Could not start a worker process: {exc}", pid=None)
+            if self.cluster is not None:
+                worker: Worker = self.cluster.start(store, limit, entry.device)
+            else:
+                worker = LocalWorker.start(store, limit, self.settings.threads_per_worker() if entry.device == "cpu" else 0)
+        except (OSError, ValueError) as exc:
+            store.update_status(status=RunStatus.FAILED, message=f"Could not start a worker: {exc}", pid=None)
             return False
-        store.update_status(**owner(process.pid))
-        self._workers.append((store.path, process))
+        self._workers.append((store.path, worker))
         return True
 
     def _reap(self) -> None:
         """Collect ended workers (so their pids read as gone), and give a status to those that died without one."""
-        for path, process in list(self._workers):
-            code = process.poll()
+        for path, worker in list(self._workers):
+            code = worker.poll()
             if code is None:
                 continue
-            self._workers.remove((path, process))
+            self._workers.remove((path, worker))
             store = RunStore(path)
             status = store.status()
             if path in self._stopping:
@@ -314,9 +320,7 @@ class Scheduler:
                 store.transition({RunStatus.INTERRUPTED}, status=RunStatus.STOPPED, pid=None,
                                  message="Stopped by request before training began.")
             else:  # only if still so: a Resume may have queued it again meanwhile
-                store.transition({RunStatus.INTERRUPTED}, status=RunStatus.INTERRUPTED, pid=None,
-                                 message=f"The worker process ended unexpectedly (exit code {code}). "
-                                         f"Resume continues from the last finished epoch.")
+                store.transition({RunStatus.INTERRUPTED}, status=RunStatus.INTERRUPTED, pid=None, message=worker.lost(code))
             if status.get("samples_per_second"):
                 try:
                     self._rates[store.config().model] = status["samples_per_second"]
@@ -339,7 +343,10 @@ class Scheduler:
             self.check_room(workspace)
 
     def _slots(self, device: str) -> int:
-        # every CUDA run trains on the default GPU: one pool of slots for it
+        """Runs that may train at once on `device`: the cluster's room for them (0 while it does not answer), or
+        the host's setting (every CUDA run here trains on the default GPU: one pool of slots for it)."""
+        if self.cluster is not None:
+            return self.cluster.capacity(device)
         return max(1, self.settings.runs_per_gpu if device in ("cuda", "mps") else self.settings.runs_per_cpu)
 
     def _last_start(self, entries: list[Entry]) -> dict[str, float]:

@@ -30,6 +30,9 @@ class HostSettings:
     max_upload_mb: int = 50  # a dataset or checkpoint upload
     max_runs_kept: int = 30  # per workspace; delete old runs to start new ones
     max_parameters: int = 20_000_000  # per model; a 20M-parameter model needs about 320 MB to train with Adam
+    ray_address: str = ""  # host:port of a Ray cluster (`ray start --head` prints it): runs train there (core.cluster)
+    ray_gpus_per_run: float = 1.0  # what a CUDA run asks the cluster for: 0.25 lets four small runs share a GPU
+    ray_cpus_per_run: int = 2  # what a CPU run asks the cluster for, and its training threads
 
     def threads_per_worker(self) -> int:
         """The cores shared by the CPU slots; a busy server may keep one for its pages with worker_threads."""

@@ -15,16 +15,18 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.augment import AUGMENTATIONS
+from core.cluster import ClusterUnavailable, train_on_cluster
 from core.config import BEST_BY, DEVICES, TEST_SCALINGS, TrainConfig
-from core.data import DATASETS, DatasetUnavailable
-from core.engine import TrainResult, resolve_dataset, train
+from core.data import DATASETS, DatasetUnavailable, ImageDataset
+from core.engine import TrainResult, load_result, resolve_dataset, train
 from core.events import Event, stop_on_sigterm
 from core.importers import DataImportError
 from core.models import INITS, MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS
 from core.preprocess import INPUT_SCALINGS
 from core.recipes import RECIPES
-from core.store import RunStatus
+from core.settings import HostSettings
+from core.store import RunStatus, RunStore
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -77,6 +79,14 @@ def build_parser(d: TrainConfig | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def epoch_line(e: dict) -> str:
+    """One finished epoch (its line of epochs.json) as the command line prints it."""
+    val = f", val loss {e['val_loss']:.4f}, val acc {e['val_accuracy']:.2%}" if e.get("val_accuracy") is not None else ""
+    test = f", test acc {e['test_accuracy']:.2%}" if e.get("test_accuracy") is not None else ""
+    return (f"epoch {e['epoch']}: train loss {e['train_loss']:.4f}, train acc {e['train_accuracy']:.2%}"
+            f"{val}{test} ({e.get('seconds', 0):.1f} s)")
+
+
 class ProgressBar:
     """Turns engine events into a tqdm bar on stderr and a line per epoch."""
 
@@ -90,11 +100,7 @@ class ProgressBar:
             self.bar.update(event.step - self.bar.n)
             self.bar.set_postfix(epoch=event.epoch, loss=f"{event.loss:.4f}", rate=f"{event.samples_per_second:,.0f}/s")
         elif event.kind == "epoch":
-            val = f", val loss {event.val_loss:.4f}, val acc {event.val_accuracy:.2%}" if event.val_accuracy is not None else ""
-            test = f", test acc {event.test_accuracy:.2%}" if event.test_accuracy is not None else ""
-            message = (f"epoch {event.epoch}: train loss {event.train_loss:.4f}, train acc {event.train_accuracy:.2%}"
-                       f"{val}{test} ({event.seconds:.1f} s)")
-            (self.bar.write if self.bar else print)(message, file=sys.stderr)
+            (self.bar.write if self.bar else print)(epoch_line(event.metrics()), file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -135,14 +141,22 @@ def main(argv: list[str] | None = None) -> int:
         cfg.validate()
     except ValueError as exc:
         parser.error(str(exc))
-    reading = ImportBar(cfg.dataset)
     try:
-        dataset = resolve_dataset(cfg.dataset, reading)
+        settings = HostSettings.load()
+    except ValueError as exc:
+        parser.error(str(exc))
+    on_cluster = bool(settings.ray_address)
+    reading = ImportBar(cfg.dataset)
+    try:  # on a cluster a built-in dataset loads on the node; a user's travels from here
+        dataset = None if on_cluster and cfg.dataset in DATASETS else resolve_dataset(cfg.dataset, reading)
     except (DataImportError, DatasetUnavailable) as exc:
         reading.close()
         print(f"error: {exc}", file=sys.stderr)
         return 1
     reading.close()
+    if on_cluster:
+        store = RunStore.create(cfg, dataset.name if dataset else Path(cfg.dataset).name, cfg.run_dir)
+        return train_on_ray(store, settings, dataset, args.json)
     bar = ProgressBar()
     try:
         result = train(cfg, on_event=bar, stop=stop_on_sigterm(), dataset=dataset)
@@ -156,6 +170,30 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     bar.close()
     return report(result, args.json)
+
+
+def train_on_ray(store: RunStore, settings: HostSettings, dataset: ImageDataset | None, as_json: bool) -> int:
+    """The run in `store` (new, or claimed for a resume) as a Ray actor on the cluster PLAYGROUND_RAY_ADDRESS names
+    (core.cluster), a line per epoch here; `dataset` is a user's, None for a built-in one (the node loads it)."""
+    try:
+        train_on_cluster(store, settings, stop_on_sigterm(), lambda e: print(epoch_line(e), file=sys.stderr), dataset)
+    except (ClusterUnavailable, ValueError) as exc:
+        store.update_status(status=RunStatus.FAILED, message=str(exc), pid=None)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return report_store(store, as_json)
+
+
+def report_store(store: RunStore, as_json: bool) -> int:
+    """report() of a run another process trained; a run that did not end gets its message and exit code 1."""
+    status = store.status()
+    if status["status"] not in (RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.DIVERGED):
+        print(f"{status['status']}: {status.get('message', '')}", file=sys.stderr)
+        return 1
+    return report(load_result(store), as_json)
 
 
 def report(result: TrainResult, as_json: bool) -> int:

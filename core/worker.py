@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
-from core.data import DatasetUnavailable
+from core.data import DatasetUnavailable, ImageDataset
 from core.engine import train
 from core.events import stop_on_sigterm
 from core.importers import DataImportError
-from core.store import DamagedRun, RunStatus, RunStore
+from core.store import DamagedRun, RunStatus, RunStore, owner
 
 
 def exit_with(parent: int, store: RunStore) -> None:
@@ -43,6 +46,73 @@ def exit_with(parent: int, store: RunStore) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+class Worker(Protocol):
+    """A run's worker as the scheduler holds it: started, polled, asked to stop, killed."""
+
+    def poll(self) -> int | None: ...
+
+    def stop(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+    def lost(self, code: int) -> str: ...
+
+
+class LocalWorker:
+    """A worker process on this machine, as the scheduler holds it (core.cluster's RayWorker is the other kind)."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+
+    @classmethod
+    def start(cls, store: RunStore, max_seconds: float, threads: int) -> "LocalWorker":
+        """`python -m core.worker RUN_DIR` in a new session, its output in the run's worker.log; OSError when it cannot start."""
+        with open(store.path / "worker.log", "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "core.worker", str(store.path), "--max-seconds", str(max_seconds),
+                 "--parent", str(os.getpid()), "--threads", str(threads)],
+                cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        store.update_status(**owner(process.pid))
+        return cls(process)
+
+    def poll(self) -> int | None:
+        """None while the worker runs, then its exit code."""
+        return self.process.poll()
+
+    def stop(self) -> None:
+        """Ask the run to stop: it ends within a batch and keeps its checkpoint."""
+        try:
+            self.process.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def lost(self, code: int) -> str:
+        """The message of a run whose worker ended without giving it a final status."""
+        return (f"The worker process ended unexpectedly (exit code {code}). "
+                f"Resume continues from the last finished epoch.")
+
+
+def run_worker(store: RunStore, stop: threading.Event, max_seconds: float | None = None,
+               dataset: ImageDataset | None = None) -> int:
+    """Train the run in `store` to its end; a failure becomes the run's status and message. The exit code: 0 or 1."""
+    try:
+        train(store.config(), stop=stop, store=store, max_seconds=max_seconds or None, dataset=dataset)
+    except torch.cuda.OutOfMemoryError:
+        _fail(store, "The GPU ran out of memory. Lower the batch size or choose a smaller model, then start again.")
+    except (DatasetUnavailable, DataImportError, DamagedRun, ValueError) as exc:
+        _fail(store, str(exc))
+    except Exception as exc:  # a bug: the full traceback goes to the server's log, the page gets one line
+        traceback.print_exc()
+        _fail(store, f"Training failed: {type(exc).__name__}: {exc} (the server's log has the details).")
+    else:
+        return 0
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.worker", description="Train the run recorded in a run folder.")
     parser.add_argument("run_dir")
@@ -56,18 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     store = RunStore(Path(args.run_dir))
     if args.parent:
         exit_with(args.parent, store)
-    try:
-        train(store.config(), stop=stop, store=store, max_seconds=args.max_seconds or None)
-    except torch.cuda.OutOfMemoryError:
-        _fail(store, "The GPU ran out of memory. Lower the batch size or choose a smaller model, then start again.")
-    except (DatasetUnavailable, DataImportError, DamagedRun, ValueError) as exc:
-        _fail(store, str(exc))
-    except Exception as exc:  # a bug: the full traceback goes to the server's log, the page gets one line
-        traceback.print_exc()
-        _fail(store, f"Training failed: {type(exc).__name__}: {exc} (the server's log has the details).")
-    else:
-        return 0
-    return 1
+    return run_worker(store, stop, args.max_seconds)
 
 
 def _fail(store: RunStore, message: str) -> None:

@@ -1,0 +1,155 @@
+"""Runs on a Ray cluster started by the test on this machine: a head that trains nothing and two worker nodes that
+advertise one GPU each (torch sees none, so each run trains on the CPU). Skipped where Ray is not installed
+(requirements-cluster.txt adds it; CI installs it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster as RayCluster  # noqa: E402
+
+from core.cluster import ADDRESS_VAR  # noqa: E402
+from core.config import TrainConfig  # noqa: E402
+from core.data import save_dataset  # noqa: E402
+from core.scheduler import TRAINING, Scheduler, shutdown  # noqa: E402
+from core.settings import HostSettings  # noqa: E402
+from core.store import RunStatus, RunStore  # noqa: E402
+from core.workspaces import LOCAL  # noqa: E402
+from tests.conftest import REPO  # noqa: E402
+from tests.test_scheduler import wait_for  # noqa: E402
+
+SHORT = dict(epochs=1, batch_size=64, limit_train=600, val_split=0.05, model="mlp", device="auto")
+ENDED = {RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.CANCELLED}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    cluster = RayCluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1, num_gpus=1)
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture
+def on_cluster(ray_cluster, tmp_path, monkeypatch, mnist):
+    """A scheduler of a store of its own that starts every run on the test's cluster."""
+    shutdown()
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    made = []
+
+    def make(**settings) -> Scheduler:
+        made.append(Scheduler(HostSettings(ray_address=ray_cluster.address, **settings), interval=0.2))
+        return made[-1]
+
+    yield make
+    for sched in made:
+        sched.close()
+
+
+def test_four_runs_spread_over_both_nodes_two_at_a_time_and_their_files_come_back(on_cluster):
+    sched = on_cluster()
+    runs = [sched.submit(TrainConfig(**{**SHORT, "seed": seed}), LOCAL, "mnist") for seed in range(4)]
+    most = 0
+    deadline = time.monotonic() + 300
+    while not all(r.status()["status"] in ENDED for r in runs):
+        assert time.monotonic() < deadline, [r.status()["status"] for r in runs]
+        most = max(most, sum(r.status()["status"] in TRAINING for r in runs))
+        time.sleep(0.05)
+    statuses = [r.status() for r in runs]
+    assert [s["status"] for s in statuses] == [RunStatus.FINISHED] * 4, [s["message"] for s in statuses]
+    assert most == 2  # one run per node: each advertises one GPU and each run asks for one
+    assert {s["backend"] for s in statuses} == {"ray"} and len({s["node_id"] for s in statuses}) == 2
+    for run in runs:  # everything the pages read came back to this machine's store
+        assert run.best_checkpoint.is_file() and run.has_training_state() and run.epochs() and run.steps()
+        assert run.test_predictions() is not None and run.status()["pid"] is None
+        assert run.evaluation()["test_accuracy"] == run.status()["test_accuracy"] > 0.3
+
+
+def test_the_cluster_view_lists_its_nodes_and_gpus(on_cluster):
+    sched = on_cluster()
+    sched.entries()  # one tick: connected, nodes read
+    nodes = sched.cluster.nodes()
+    assert sched.cluster.problem is None
+    assert len(nodes) == 2 and all(n.gpus == 1 and n.cpus == 1 for n in nodes)
+    assert sched.cluster.capacity("cuda") == 2 and sched.cluster.device_for(TrainConfig()) == "cuda"
+
+
+def test_stop_reaches_the_actor_within_a_second(on_cluster):
+    sched = on_cluster()
+    run = sched.submit(TrainConfig(**{**SHORT, "epochs": 30, "limit_train": None, "model": "lenet5"}), LOCAL, "mnist")
+    wait_for(lambda: (run.status().get("step") or 0) > 0, 180, "the first steps on the cluster")
+    asked = time.time()
+    sched.stop(run)
+    wait_for(lambda: run.status()["status"] != RunStatus.RUNNING, 10, "training to end")
+    left_training = time.time()
+    wait_for(lambda: run.status()["status"] == RunStatus.STOPPED, 60, "the stopped status")
+    assert left_training - asked < 1.0, left_training - asked
+    assert run.best_checkpoint.is_file() and run.evaluation() is not None
+    assert "Stopped by request" in run.status()["message"]
+
+
+def test_a_killed_actor_leaves_its_run_interrupted_and_resume_reaches_the_same_numbers(on_cluster):
+    sched = on_cluster()
+    three = dict(SHORT, epochs=3, limit_train=3000)
+    whole = sched.submit(TrainConfig(**three), LOCAL, "mnist")
+    victim = sched.submit(TrainConfig(**three), LOCAL, "mnist")
+    wait_for(lambda: victim.has_training_state() and victim.epochs(), 180, "the victim's epoch 1 back here")
+    actor = next(worker.actor for path, worker in sched._workers if path == victim.path)
+    ray.kill(actor)
+    wait_for(lambda: victim.status()["status"] == RunStatus.INTERRUPTED, 30, "the interrupted status")
+    assert "Ray actor" in victim.status()["message"] and victim.status()["node"] in victim.status()["message"]
+    wait_for(lambda: whole.status()["status"] in ENDED, 180, "the uninterrupted run")
+    sched.resume(victim, LOCAL)
+    wait_for(lambda: victim.status()["status"] in ENDED, 180, "the resumed run")
+    assert victim.status()["status"] == whole.status()["status"] == RunStatus.FINISHED
+    assert [e["epoch"] for e in victim.epochs()] == [1, 2, 3]
+    for mine, theirs in zip(victim.epochs(), whole.epochs(), strict=True):
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            assert mine[key] == theirs[key], (mine["epoch"], key)
+    assert victim.status()["test_accuracy"] == whole.status()["test_accuracy"]
+
+
+def test_a_users_dataset_travels_through_the_object_store(on_cluster, small_mnist, tmp_path):
+    sched = on_cluster()
+    saved = save_dataset(small_mnist, tmp_path / "uploads")
+    run = sched.submit(TrainConfig(**{**SHORT, "dataset": str(saved), "limit_train": None}), LOCAL, "my digits")
+    wait_for(lambda: run.status()["status"] in ENDED, 180, "the run on the uploaded data")
+    assert run.status()["status"] == RunStatus.FINISHED, run.status()["message"]
+    probabilities, labels = run.test_predictions()
+    assert len(labels) == len(small_mnist.test_labels) == 1000  # its test set, not the node's MNIST
+
+
+def test_an_unreachable_address_is_named_once_and_runs_wait(tmp_path, monkeypatch, mnist):
+    shutdown()
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    sched = Scheduler(HostSettings(ray_address="127.0.0.1:9"))
+    try:
+        run = sched.submit(TrainConfig(**SHORT), LOCAL, "mnist")
+        time.sleep(1.5)
+        assert "127.0.0.1:9" in sched.cluster.problem and ADDRESS_VAR in sched.cluster.problem
+        assert run.status()["status"] == RunStatus.QUEUED  # kept in the queue until the cluster answers
+    finally:
+        sched.close()
+
+
+def test_the_command_line_trains_on_the_cluster(ray_cluster, tmp_path):
+    env = {**os.environ, ADDRESS_VAR: ray_cluster.address}
+    done = subprocess.run([sys.executable, "-m", "core.train", "--model", "mlp", "--epochs", "2", "--limit-train", "600",
+                           "--run-dir", str(tmp_path / "run"), "--json"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    status = RunStore(tmp_path / "run").status()
+    assert status["backend"] == "ray" and status["status"] == RunStatus.FINISHED and status["node_id"]
+    assert result["test_accuracy"] == status["test_accuracy"] and len(result["epochs"]) == 2
+    assert "epoch 1:" in done.stderr and "epoch 2:" in done.stderr
