@@ -27,6 +27,7 @@ import socket
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from core.data import DATASETS, SAVED_SUFFIX, ImageDataset, load_saved_dataset, 
 from core.events import Stop
 from core.files import atomic_write
 from core.settings import HostSettings
-from core.store import ACTIVE, RunStatus, RunStore
+from core.store import ACTIVE, DamagedRun, RunStatus, RunStore
 from core.worker import run_worker
 
 try:
@@ -54,7 +55,7 @@ NAMESPACE = "convnet-playground"
 PULL_INTERVAL = 0.25  # seconds between two pulls of a run's changed files: a Stop shows within a second
 CALL_TIMEOUT = 60.0  # seconds one pull may take before the run is given up as lost
 RETRY_SECONDS = 10.0  # between two attempts to reach a cluster that did not answer
-DRIVER_FIELDS = frozenset({"pid", "pid_start", "backend", "node", "node_id"})  # status fields the app's side owns
+DRIVER_FIELDS = frozenset({"pid", "pid_start", "backend", "node", "node_id", "stop_requested"})  # the app's side owns these
 
 Signature = tuple[int, int, int]  # (inode, size, mtime in ns): a file changed when this did
 
@@ -185,6 +186,8 @@ class RayWorker:
             self.store.update_status(node=where["node"], node_id=where["node_id"], message=f"Loading on {self.node}")
             known: dict[str, Signature] = {name: tuple(sig) for name, sig in where["files"].items()}
             while True:
+                if self._asked_to_stop() and not self.stopping.is_set():
+                    self.stop()
                 changed, code = ray.get(self.actor.changes.remote(known), timeout=CALL_TIMEOUT)
                 self._write(changed, known)
                 if code is not None:
@@ -196,12 +199,24 @@ class RayWorker:
         except RayError as exc:
             self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".rstrip(": ")
             self._release(1)
+        except Exception as exc:  # a bug here must not leave the run active for ever: the server's log has it
+            traceback.print_exc()
+            self.error = f"{type(exc).__name__}: {exc}"
+            _end(self.actor)
+            self._release(1)
+
+    def _asked_to_stop(self) -> bool:
+        """True when another process asked (python -m core.runs stop, the page of another server on this store)."""
+        try:
+            return bool(self.store.raw_status().get("stop_requested"))
+        except DamagedRun:
+            return False
 
     def _placed(self) -> dict[str, Any] | None:
         """The actor's node and files once Ray has started it; None when a stop came first (the actor is ended)."""
         call = self.actor.where.remote()
         while not ray.wait([call], timeout=PULL_INTERVAL)[0]:
-            if self.stopping.is_set():
+            if self.stopping.is_set() or self._asked_to_stop():
                 _end(self.actor)
                 return None
         return ray.get(call)
@@ -249,6 +264,13 @@ class Node:
     node_id: str
     cpus: float
     gpus: float
+
+
+def node_rows(nodes: list[Node], training_on: list[str | None]) -> list[dict[str, Any]]:
+    """The cluster as the Train and Teacher pages show it: a row per node with the runs training there
+    (`training_on`: the node id of each run training now)."""
+    return [{"node": n.node, "CPUs": n.cpus, "GPUs": n.gpus, "runs training": training_on.count(n.node_id)}
+            for n in nodes]
 
 
 class Cluster:
@@ -350,7 +372,8 @@ class Cluster:
         files = {name: path.read_bytes() for name, path in run_files(store.path).items()}
         actor = ray.remote(RunActor).options(**ask).remote(
             files, ray.put(data) if data is not None else None, max_seconds, int(ask["num_cpus"]))
-        store.update_status(backend="ray", node=None, node_id=None, message=f"Waiting for room on the Ray cluster at {self.address}")
+        store.update_status(backend="ray", node=None, node_id=None, stop_requested=False,
+                            message=f"Waiting for room on the Ray cluster at {self.address}")
         return RayWorker(store, actor)
 
 

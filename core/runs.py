@@ -115,7 +115,10 @@ def cmd_stop(args) -> int:
     if status["status"] not in ACTIVE or not status.get("pid"):
         print(f"error: run {store.id} is {status['status']}, not training", file=sys.stderr)
         return 1
-    os.kill(status["pid"], signal.SIGTERM)  # the trainer ends within a batch and keeps its best checkpoint
+    if status.get("backend") == "ray":  # its pid is the process that owns the actor, maybe the app's server
+        store.update_status(stop_requested=True)
+    else:
+        os.kill(status["pid"], signal.SIGTERM)  # the trainer ends within a batch and keeps its best checkpoint
     print(f"asked run {store.id} to stop")
     return 0
 

@@ -51,6 +51,7 @@ class Entry:
     eta_seconds: float | None
     samples_per_second: float | None
     config: TrainConfig
+    node_id: str | None = None  # the Ray node it trains on (core.cluster); None for a local run
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,8 @@ class Scheduler:
             mine = next((worker for path, worker in self._workers if path == store.path), None)
             if mine is not None:
                 mine.stop()
+            elif status.get("backend") == "ray":  # its owner (the command line, another server) passes it on
+                store.update_status(stop_requested=True)
             elif pid and pid > 1 and pid != os.getpid() and process_alive(pid, status.get("pid_start")):  # never the server
                 try:
                     os.kill(pid, signal.SIGTERM)
@@ -188,7 +191,8 @@ class Scheduler:
         waiting = order[: next((i for i, e in enumerate(order) if e.store.path == store.path), len(order))]
         training = [e for e in entries if e.status in TRAINING and e.device == mine.device]
         times = [e.eta_seconds for e in training] + [self._estimate(e, entries) for e in waiting]
-        seconds = None if any(t is None for t in times) else sum(times) / max(1, self._slots(mine.device))
+        slots = self._slots(mine.device)  # 0: a cluster that does not answer, or has no node for this device
+        seconds = None if not slots or any(t is None for t in times) else sum(times) / slots
         return Place(len(waiting), len(training), seconds)
 
     # --- the thread ---------------------------------------------------------
@@ -286,7 +290,7 @@ class Scheduler:
         device = device_kind(cfg) if self.cluster is None else self.cluster.device_for(cfg)
         return Entry(store, workspace, status["status"], device, status.get("queued_at") or 0.0,
                      status.get("started") or status.get("created") or 0.0, status.get("eta_seconds"),
-                     status.get("samples_per_second"), cfg)
+                     status.get("samples_per_second"), cfg, status.get("node_id"))
 
     def _launch(self, entry: Entry) -> bool:
         """Start a worker for a queued run; False when another process took it first."""

@@ -26,6 +26,7 @@ from pages.lib import (
     my_run,
     my_runs,
     pct,
+    show_cluster,
     workspace,
 )
 from pages.lib.curves import add_epoch_accuracy, lecture_caption
@@ -41,7 +42,8 @@ st.markdown(
     f"**{cfg.model}** on **{dataset_title(name) if name != UPLOAD else 'your uploaded data'}** · {cfg.optimizer} "
     f"lr {cfg.lr:g} · {cfg.scheduler} schedule · batch {cfg.batch_size} · {cfg.epochs} epoch{'s' * (cfg.epochs > 1)}"
     f"{' · augment: ' + ', '.join(cfg.augment) if cfg.augment else ''}"
-    f"{f' · first {cfg.limit_train:,} images' if cfg.limit_train else ''} · on {describe_device(resolve_device(cfg.device))}")
+    f"{f' · first {cfg.limit_train:,} images' if cfg.limit_train else ''} · on "
+    f"{'the Ray cluster' if jobs().cluster else describe_device(resolve_device(cfg.device))}")
 st.page_link("pages/2_Model.py", label="Change the model or hyperparameters", icon="🧩")
 
 
@@ -200,16 +202,21 @@ def live(run: RunStore | None) -> None:
     cfg = run.config()
     if state == RunStatus.QUEUED:
         place = jobs().place(run)
+        cluster_problem = jobs().cluster.problem if jobs().cluster is not None else None
         wait = (f"about {place.seconds / 60:,.1f} min left" if place.seconds is not None
+                else "time left not known until the cluster answers" if cluster_problem
                 else "time left not known until a run of this model has trained here")
         st.info(f"Queued: {place.ahead} run{'s' * (place.ahead != 1)} ahead of yours ({place.training} training, "
                 f"{place.waiting} waiting), {wait}. It starts by itself; you can leave this page.")
+        if cluster_problem:
+            st.warning(cluster_problem)
     elif state in (RunStatus.LOADING, RunStatus.RUNNING, RunStatus.EVALUATING) and status.get("step"):
         step, total = status["step"], status.get("total_steps") or status["step"]
         st.progress(min(1.0, step / total),
                     text=f"Epoch {min(cfg.epochs, 1 + (status.get('epoch') or 0))}/{cfg.epochs} · step {step:,}/{total:,} · "
                          f"{status.get('samples_per_second') or 0:,.0f} samples/s · "
-                         f"about {status.get('eta_seconds') or 0:,.0f} s left · {status.get('device', '')}")
+                         f"about {status.get('eta_seconds') or 0:,.0f} s left · {status.get('device', '')}"
+                         f"{' on ' + status['node'] if status.get('backend') == 'ray' and status.get('node') else ''}")
     elif state in ACTIVE:
         st.progress(0.0, text=status.get("message") or "Starting")
     if state in (RunStatus.FAILED, RunStatus.DIVERGED):
@@ -233,6 +240,9 @@ def live_curves(run: RunStore | None) -> None:
 
 
 live(run)
+if jobs().cluster is not None:  # a department's Ray cluster: where the runs train, or why they wait
+    with st.expander("The cluster"):
+        st.fragment(run_every=5.0)(show_cluster)()
 live_curves(run)
 interrupted = [s for s in my_runs() if s.status()["status"] == RunStatus.INTERRUPTED and s.has_training_state()]
 if interrupted:

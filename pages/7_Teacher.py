@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.store import ACTIVE, RunStatus, delete_run, run_row
 from core.workspaces import LOCAL, all_runs
-from pages.lib import intro, jobs, settings
+from pages.lib import intro, jobs, settings, show_cluster
 
 st.set_page_config(page_title="Teacher · ConvNet Playground", page_icon="🎓", layout="wide")
 st.title("🎓 Teacher")
@@ -53,6 +53,9 @@ def overview() -> None:
                      hide_index=True, width="stretch")
     else:
         st.caption("Nobody is waiting.")
+    if sched.cluster is not None:
+        st.subheader("The cluster")
+        show_cluster()
 
 
 overview()

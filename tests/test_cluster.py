@@ -14,6 +14,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster as RayCluster  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from core.cluster import ADDRESS_VAR  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
@@ -153,3 +154,56 @@ def test_the_command_line_trains_on_the_cluster(ray_cluster, tmp_path):
     assert status["backend"] == "ray" and status["status"] == RunStatus.FINISHED and status["node_id"]
     assert result["test_accuracy"] == status["test_accuracy"] and len(result["epochs"]) == 2
     assert "epoch 1:" in done.stderr and "epoch 2:" in done.stderr
+
+
+def on_page(page: str) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    at.switch_page(page)
+    return at.run()
+
+
+def test_the_train_and_teacher_pages_show_the_cluster(ray_cluster, tmp_path, monkeypatch, mnist):
+    shutdown()
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv(ADDRESS_VAR, ray_cluster.address)
+    monkeypatch.setenv("PLAYGROUND_TEACHER_KEY", "chalk")
+    try:
+        train = on_page("pages/3_Train.py")
+        assert not train.exception, [e.message for e in train.exception]
+        assert "on the Ray cluster" in " ".join(m.value for m in train.markdown)
+        [nodes] = train.dataframe
+        assert len(nodes.value) == 2 and list(nodes.value["GPUs"]) == [1, 1]
+        teacher = on_page("pages/7_Teacher.py")
+        teacher.text_input[0].input("chalk").run()
+        assert not teacher.exception, [e.message for e in teacher.exception]
+        assert "The cluster" in [h.value for h in teacher.subheader]
+        assert any(len(df.value) == 2 and "runs training" in df.value.columns for df in teacher.dataframe)
+    finally:
+        shutdown()
+
+
+def test_the_train_page_says_why_runs_wait_when_the_cluster_does_not_answer(tmp_path, monkeypatch, mnist):
+    shutdown()
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv(ADDRESS_VAR, "127.0.0.1:9")
+    try:
+        at = on_page("pages/3_Train.py")
+        at.button[0].click().run()
+        assert not at.exception, [e.message for e in at.exception]
+        warnings = [w.value for w in at.warning if ADDRESS_VAR in w.value and "127.0.0.1:9" in w.value]
+        assert warnings and all("wait in the queue" in w for w in warnings)  # by the queued run, and in The cluster
+        assert any("Queued" in i.value for i in at.info)
+    finally:
+        shutdown()
+
+
+def test_the_runs_command_line_stops_a_ray_run_without_signalling_its_owner(on_cluster):
+    sched = on_cluster()
+    run = sched.submit(TrainConfig(**{**SHORT, "epochs": 30, "limit_train": None, "model": "lenet5"}), LOCAL, "mnist")
+    wait_for(lambda: (run.status().get("step") or 0) > 0, 180, "the first steps on the cluster")
+    assert run.status()["pid"] == os.getpid()  # the owner of a Ray run is this process: a SIGTERM would end it
+    done = subprocess.run([sys.executable, "-m", "core.runs", "stop", str(run.path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: run.status()["status"] == RunStatus.STOPPED, 60, "the stopped status")
+    assert "Stopped by request" in run.status()["message"]

@@ -11,13 +11,15 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 from PIL import Image
 
 from core.config import TrainConfig
 from core.data import DATASETS, DatasetUnavailable, ImageDataset, load_dataset
-from core.scheduler import Scheduler, scheduler
+from core.cluster import node_rows
+from core.scheduler import TRAINING, Scheduler, scheduler
 from core.settings import HostSettings
 from core.store import DamagedRun, RunStore, find_run, list_runs
 from core.workspaces import LOCAL, new_browser_key, workspace_for_key, workspace_for_user, workspace_root
@@ -163,6 +165,25 @@ def my_run(run_id: str | None) -> RunStore | None:
         return find_run(run_id, my_root()) if "/" not in run_id else None
     except KeyError:
         return None
+
+
+def show_cluster() -> None:
+    """The Ray cluster this server trains on (PLAYGROUND_RAY_ADDRESS): its nodes, their GPUs, the runs on each
+    and the queue; or the one message that says why it cannot be used. Nothing on a server without one."""
+    sched = jobs()
+    cluster = sched.cluster
+    if cluster is None:
+        return
+    if cluster.problem:
+        st.warning(cluster.problem)
+        return
+    entries = sched.entries()
+    training_on = [e.node_id for e in entries if e.status in TRAINING]
+    st.dataframe(pd.DataFrame(node_rows(cluster.nodes(), training_on)), hide_index=True, width="stretch")
+    ask = cluster.request("cuda")["num_gpus"]
+    st.caption(f"Runs train on this Ray cluster ({cluster.address}): {len(training_on)} now, {len(sched.queue())} "
+               f"waiting in the queue. A GPU run asks for {ask:g} GPU{'s' * (ask > 1)}, a CPU run for "
+               f"{cluster.request('cpu')['num_cpus']:g} CPUs.")
 
 
 def intro(text: str) -> None:
