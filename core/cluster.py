@@ -23,6 +23,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -55,7 +56,9 @@ NAMESPACE = "convnet-playground"
 PULL_INTERVAL = 0.25  # seconds between two pulls of a run's changed files: a Stop shows within a second
 CALL_TIMEOUT = 60.0  # seconds one pull may take before the run is given up as lost
 RETRY_SECONDS = 10.0  # between two attempts to reach a cluster that did not answer
-DRIVER_FIELDS = frozenset({"pid", "pid_start", "backend", "node", "node_id", "stop_requested"})  # the app's side owns these
+# status fields the app's side owns: who trains it and where, and what a learner or the queue set meanwhile
+APP_FIELDS = frozenset({"pid", "pid_start", "backend", "node", "node_id", "stop_requested", "name", "tags", "workspace",
+                        "queued_at"})
 
 Signature = tuple[int, int, int]  # (inode, size, mtime in ns): a file changed when this did
 
@@ -97,26 +100,34 @@ class RunActor:
         run.mkdir()
         for name, data in files.items():
             (run / name).write_bytes(data)
-        data = None
+        self.started_with = {name: signature(path.stat()) for name, path in run_files(run).items()}
+        saved = None
         if dataset is not None:
-            (self.folder / "data.dataset.safetensors").write_bytes(dataset)
-            data = load_saved_dataset(self.folder / "data.dataset.safetensors")
+            saved = self.folder / "data.dataset.safetensors"
+            saved.write_bytes(dataset)
         if threads:
             torch.set_num_threads(threads)
         self.store = RunStore(run)
         self.stopping = Stop()
         self.code: int | None = None
-        self.thread = threading.Thread(target=self._train, args=(max_seconds, data), name="training", daemon=True)
+        self.thread = threading.Thread(target=self._train, args=(max_seconds, saved), name="training", daemon=True)
         self.thread.start()
 
-    def _train(self, max_seconds: float, data: ImageDataset | None) -> None:
+    def _train(self, max_seconds: float, saved: Path | None) -> None:
+        try:
+            data = load_saved_dataset(saved) if saved is not None else None
+        except Exception as exc:  # the run fails with the reason, as a local worker's would
+            self.store.update_status(status=RunStatus.FAILED, message=f"The run's dataset cannot be read on this node: {exc}",
+                                     pid=None)
+            self.code = 1
+            return
         self.code = run_worker(self.store, self.stopping, max_seconds, data)
 
     def where(self) -> dict[str, Any]:
         """The node this actor runs on, and the files it started with (what the app need not pull back)."""
         context = ray.get_runtime_context()
         return {"node": f"{socket.gethostname()} ({ray.util.get_node_ip_address()})", "node_id": context.get_node_id(),
-                "files": {name: signature(path.stat()) for name, path in run_files(self.store.path).items()}}
+                "files": self.started_with}
 
     def stop(self) -> None:
         self.stopping.request("Stopped by request")
@@ -155,7 +166,9 @@ class RayWorker:
         self.thread.start()
 
     def poll(self) -> int | None:
-        return None if self.thread.is_alive() else self.code
+        if self.thread.is_alive():
+            return None
+        return 1 if self.code is None else self.code
 
     def stop(self) -> None:
         self.stopping.set()
@@ -196,14 +209,16 @@ class RayWorker:
                 time.sleep(PULL_INTERVAL)
             ray.get(self.actor.close.remote(), timeout=CALL_TIMEOUT)
             _end(self.actor)
-        except RayError as exc:
+        except Exception as exc:  # a Ray error (the actor or its node lost, a pull that timed out), or a bug here
+            if not isinstance(exc, RayError):
+                traceback.print_exc()
             self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".rstrip(": ")
-            self._release(1)
-        except Exception as exc:  # a bug here must not leave the run active for ever: the server's log has it
-            traceback.print_exc()
-            self.error = f"{type(exc).__name__}: {exc}"
             _end(self.actor)
             self._release(1)
+        else:  # the node's last status was pulled; a run it left active (it should not) is not left so here
+            if self.store.transition(ACTIVE, status=RunStatus.INTERRUPTED, pid=None, pid_start=None,
+                                     message=self.lost(self.code or 0)):
+                self.code = self.code or 1
 
     def _asked_to_stop(self) -> bool:
         """True when another process asked (python -m core.runs stop, the page of another server on this store)."""
@@ -217,6 +232,7 @@ class RayWorker:
         call = self.actor.where.remote()
         while not ray.wait([call], timeout=PULL_INTERVAL)[0]:
             if self.stopping.is_set() or self._asked_to_stop():
+                self.stopping.set()
                 _end(self.actor)
                 return None
         return ray.get(call)
@@ -236,16 +252,20 @@ class RayWorker:
             node = json.loads(data)
         except ValueError:
             return
-        fields = {k: v for k, v in node.items() if k not in DRIVER_FIELDS}
+        fields = {k: v for k, v in node.items() if k not in APP_FIELDS}
         if "pid" in node and node["pid"] is None:
             fields.update(pid=None, pid_start=None)
         self.store.update_status(**fields)
 
     def _release(self, code: int) -> None:
-        """The run's actor is gone before the run ended: interrupted (a scheduler that was asked to stop it
-        makes that stopped)."""
+        """The run's actor is gone before the run ended: stopped when a stop came before Ray placed it, else
+        interrupted, resumable from its last finished epoch."""
         self.code = code
-        self.store.transition(ACTIVE, status=RunStatus.INTERRUPTED, pid=None, pid_start=None, message=self.lost(code))
+        if self.stopping.is_set() and not self.placed:
+            self.store.transition(ACTIVE, status=RunStatus.STOPPED, pid=None, pid_start=None, finished=time.time(),
+                                  message="Stopped by request before training began.")
+        else:
+            self.store.transition(ACTIVE, status=RunStatus.INTERRUPTED, pid=None, pid_start=None, message=self.lost(code))
 
 
 def _end(actor: Any) -> None:
@@ -280,37 +300,46 @@ class Cluster:
         self.address, self.settings = address, settings
         self.problem: str | None = "Connecting to the Ray cluster…"
         self._nodes: list[Node] = []
-        self._last_try = -math.inf
-        self._lock = threading.Lock()
+        self._last_try = time.monotonic()
+        self._retry: threading.Thread | None = None
+        self._connect()  # the first time while the server starts; retries run beside the queue (refresh)
 
     def refresh(self) -> None:
-        """Connect if not yet connected (at most every RETRY_SECONDS), then read the nodes and their free resources."""
-        with self._lock:
-            if ray is None:
-                self.problem = (f"{ADDRESS_VAR} names a Ray cluster ({self.address}), but Ray is not installed on this "
-                                f"server: pip install -r requirements-cluster.txt. Runs wait in the queue.")
-                return
-            if not ray.is_initialized():
-                if time.monotonic() - self._last_try < RETRY_SECONDS:
-                    return
+        """Read the nodes; while not connected, start another attempt in the background every RETRY_SECONDS (an
+        address that does not answer must never hold up the queue or a page)."""
+        if ray is None or not ray.is_initialized():
+            waited = time.monotonic() - self._last_try >= RETRY_SECONDS
+            if ray is not None and waited and (self._retry is None or not self._retry.is_alive()):
                 self._last_try = time.monotonic()
-                self.problem = self._connect()
-                if self.problem:
-                    return
-            try:
-                self._nodes = self._read_nodes()
-                self.problem = None if self._nodes else (f"The Ray cluster at {self.address} ({ADDRESS_VAR}) has no "
-                                                         f"alive node to train on. Runs wait in the queue.")
-            except RayError as exc:
-                self.problem = f"The Ray cluster at {self.address} ({ADDRESS_VAR}) does not answer ({exc}). Runs wait in the queue."
+                self._retry = threading.Thread(target=self._connect, name="ray-connect", daemon=True)
+                self._retry.start()
+            return
+        try:
+            nodes = self._read_nodes()
+        except Exception as exc:  # gRPC and connection errors besides Ray's own
+            self.problem = f"The Ray cluster at {self.address} ({ADDRESS_VAR}) does not answer ({exc}). Runs wait in the queue."
+            return
+        self._nodes = nodes
+        self.problem = None if nodes else (f"The Ray cluster at {self.address} ({ADDRESS_VAR}) has no alive node to "
+                                           f"train on. Runs wait in the queue.")
 
     def close(self) -> None:
         """Leave the cluster (the actors this process started end with it)."""
         if ray is not None and ray.is_initialized():
             ray.shutdown()
 
-    def _connect(self) -> str | None:
-        """None once connected, else the one message the pages show."""
+    def _connect(self) -> None:
+        """Connect to the cluster and read its nodes, or set the one message the pages show."""
+        if ray is None:
+            self.problem = (f"{ADDRESS_VAR} names a Ray cluster ({self.address}), but Ray is not installed on this "
+                            f"server: pip install -r requirements-cluster.txt. Runs wait in the queue.")
+            return
+        self.problem = self._join()
+        if self.problem is None:
+            self.refresh()
+
+    def _join(self) -> str | None:
+        """None once connected, else why not."""
         host, _, port = self.address.rpartition(":")
         unreachable = (f"Cannot reach the Ray cluster at {self.address!r}, which {ADDRESS_VAR} names: runs wait in the "
                        f"queue until it answers. Start it with `ray start --head` and give the address it prints "
@@ -321,11 +350,16 @@ class Cluster:
             socket.create_connection((host, int(port)), timeout=2).close()
         except OSError:
             return unreachable
+        main = threading.current_thread() is threading.main_thread()
+        on_sigterm = signal.getsignal(signal.SIGTERM) if main else None
         try:
             ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False, configure_logging=False,
                      runtime_env={"py_modules": [core]})
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # ConnectionError, RuntimeError, gRPC's: the page says which
             return f"{unreachable} ({exc})"
+        finally:
+            if main:  # ray.init takes SIGTERM over (to exit): keep the Stop of the command line, the server's shutdown
+                signal.signal(signal.SIGTERM, on_sigterm)
         return None
 
     @staticmethod
@@ -372,8 +406,7 @@ class Cluster:
         files = {name: path.read_bytes() for name, path in run_files(store.path).items()}
         actor = ray.remote(RunActor).options(**ask).remote(
             files, ray.put(data) if data is not None else None, max_seconds, int(ask["num_cpus"]))
-        store.update_status(backend="ray", node=None, node_id=None, stop_requested=False,
-                            message=f"Waiting for room on the Ray cluster at {self.address}")
+        store.update_status(backend="ray", node=None, node_id=None, message=f"Waiting for room on the Ray cluster at {self.address}")
         return RayWorker(store, actor)
 
 
@@ -382,7 +415,6 @@ def train_on_cluster(store: RunStore, settings: HostSettings, stop: threading.Ev
     """Train the run in `store`, which this process owns (the command line), on the cluster to its end;
     `on_epoch` sees each finished epoch's metrics. ClusterUnavailable when the run cannot start there."""
     cluster = Cluster(settings.ray_address, settings)
-    cluster.refresh()
     try:
         if cluster.problem:
             raise ClusterUnavailable(cluster.problem)
@@ -403,9 +435,5 @@ def train_on_cluster(store: RunStore, settings: HostSettings, stop: threading.Ev
             shown = len(epochs)
             if ended:
                 break
-        if worker.code:
-            stopped = stop.is_set() and not worker.placed
-            store.transition({RunStatus.INTERRUPTED}, status=RunStatus.STOPPED if stopped else RunStatus.INTERRUPTED,
-                             message="Stopped by request before training began." if stopped else worker.lost(worker.code))
     finally:
         cluster.close()

@@ -70,14 +70,14 @@ def within(limit: Limit, value: Any) -> bool:
 
 @dataclass
 class TrainConfig:
-    """Defaults are the `mnist-fast` recipe: LeNet-5 past 99 % on MNIST in 3 epochs."""
+    """Defaults are the `mnist-fast` recipe: lenet-bn-small past 99 % on MNIST in one epoch."""
 
     dataset: str = "mnist"  # a built-in name, or the path of a CSV file or image folder
-    model: str = "lenet5"
+    model: str = "lenet-bn-small"
     hidden: tuple[int, ...] = (256, 128)  # MLP hidden layer sizes
     init: str = "default"
     optimizer: str = "adam"
-    lr: float = 0.01
+    lr: float = 0.02
     momentum: float = 0.9  # SGD only
     nesterov: bool = False  # SGD only
     weight_decay: float = 0.0
@@ -87,7 +87,7 @@ class TrainConfig:
     gamma: float = 0.1  # step and multistep decay factor
     label_smoothing: float = 0.1
     batch_size: int = 256
-    epochs: int = 3
+    epochs: int = 1
     augment: tuple[str, ...] = ()
     rotate_degrees: float = ROTATION_DEGREES  # the rotate augmentation turns each image by up to this many degrees
     input_scaling: str = "standardize"  # see core.preprocess.INPUT_SCALINGS

@@ -46,7 +46,7 @@ from core.metrics import (
     predict_probabilities,
 )
 from core.models import build_model, check_fits, count_parameters, first_convolution
-from core.optim import build_optimizer, build_scheduler
+from core.optim import build_optimizer, build_scheduler, epoch_steps
 from core.preprocess import Normalizer, input_stats, to_unit
 from core.recorders import RunRecorder, TensorBoardRecorder, fan_out
 from core.store import RESUMABLE, DamagedRun, RunStatus, RunStore, owner
@@ -173,7 +173,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     model = model.to(memory_format=memory)  # checkpoints are saved contiguous either way
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     optimizer = build_optimizer(model, cfg)
-    steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
+    steps_per_epoch = epoch_steps(len(train_idx), cfg.batch_size)
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     total_steps = cfg.epochs * steps_per_epoch
@@ -266,7 +266,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
             result.status, result.message = RunStatus.STOPPED, _stop_message(stop, f"in epoch {epoch}, step {step}")
             break
 
-        n_train = len(train_idx)
+        n_train = min(len(train_idx), steps_per_epoch * cfg.batch_size)
         train_loss, train_acc = epoch_loss.item() / n_train, epoch_correct.item() / n_train
         val_loss = val_acc = val_probs = None
         if len(val_idx):
@@ -399,11 +399,12 @@ def resume(store: RunStore, on_event: Callable[[Event], None] | None = None,
     return train(store.config(), on_event, stop, dataset, store)
 
 
-def claim_resume(store: RunStore) -> None:
-    """Make this process the run's trainer for a resume; ValueError when the run cannot be resumed."""
+def claim_resume(store: RunStore, backend: str = "local") -> None:
+    """Make this process the run's trainer for a resume (here, or on a Ray cluster: `backend`); ValueError when the
+    run cannot be resumed."""
     status = store.status()["status"]
     if not store.has_training_state() or not store.transition(RESUMABLE, status=RunStatus.LOADING, **owner(),
-                                                              message="Resuming"):
+                                                              backend=backend, stop_requested=False, message="Resuming"):
         raise ValueError(f"Run {store.id} is {status}; only an interrupted, stopped or failed run "
                          f"with a finished epoch can be resumed.")
 

@@ -159,7 +159,7 @@ def main():
     model = build_model(cfg.model, tuple(train_x.shape[1:]), int(train_y.max()) + 1, cfg.init, cfg.hidden).to(device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     optimizer = build_optimizer(model, cfg)
-    steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
+    steps_per_epoch = epoch_steps(len(train_idx), cfg.batch_size)
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
@@ -188,7 +188,7 @@ def main():
             scheduler.step()
             total += loss.item() * len(idx)
         val = f", val accuracy {accuracy(images[val_idx], labels[val_idx]):.4f}" if len(val_idx) else ""
-        print(f"epoch {epoch}: train loss {total / len(train_idx):.4f}{val}")
+        print(f"epoch {epoch}: train loss {total / min(len(train_idx), steps_per_epoch * cfg.batch_size):.4f}{val}")
     print(f"test accuracy {accuracy(test_x, test_y):.4f}")
 
 

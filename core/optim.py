@@ -54,6 +54,12 @@ SCHEDULERS: dict[str, Callable] = {
 }
 
 
+def epoch_steps(examples: int, batch_size: int) -> int:
+    """Batches in one epoch: every example once, but a last batch of a single example is left out (BatchNorm
+    cannot normalise a batch of one)."""
+    return max(1, examples // batch_size if examples % batch_size == 1 else -(-examples // batch_size))
+
+
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     return OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
 

@@ -103,7 +103,7 @@ def cmd_resume(args) -> int:
 
 def resume_on_ray(store: RunStore, settings: HostSettings, as_json: bool) -> int:
     """Resume on the cluster: claim the run as resume() does, then ship it, its user dataset too, to an actor."""
-    claim_resume(store)
+    claim_resume(store, backend="ray")
     name = store.config().dataset
     dataset = None if name in DATASETS or name.endswith(SAVED_SUFFIX) else resolve_dataset(name)
     return train_on_ray(store, settings, dataset, as_json)

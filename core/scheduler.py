@@ -106,6 +106,11 @@ class Scheduler:
     def submit(self, cfg: TrainConfig, workspace: str, dataset_name: str) -> RunStore:
         """Queue a new run for `workspace`; QuotaExceeded or ValueError (naming the value) when it cannot."""
         cfg.validate()
+        if self.cluster is not None and not self.cluster.problem:
+            device = self.cluster.device_for(cfg)
+            if not self.cluster.capacity(device):
+                raise ValueError(f"No node of the Ray cluster this server trains on can take a {device} run: choose "
+                                 f"another device on the Model page (auto takes the cluster's best).")
         with self._lock:  # two tabs submitting at once both count against the quota
             self._check_quotas(workspace, cfg, new_run=True)
             store = RunStore.create(cfg, dataset_name, root=workspace_root(workspace), workspace=workspace, pid=None,
@@ -295,8 +300,9 @@ class Scheduler:
     def _launch(self, entry: Entry) -> bool:
         """Start a worker for a queued run; False when another process took it first."""
         store = entry.store
-        if not store.transition({RunStatus.QUEUED}, status=RunStatus.LOADING, **owner(),
-                                message="Starting a worker process", started=time.time()):
+        backend = "local" if self.cluster is None else "ray"  # from the claim on: a stop knows how to reach it
+        if not store.transition({RunStatus.QUEUED}, status=RunStatus.LOADING, **owner(), backend=backend,
+                                stop_requested=False, message="Starting a worker process", started=time.time()):
             return False
         limit = self.settings.max_train_seconds if entry.workspace != LOCAL else 0
         try:
@@ -304,7 +310,7 @@ class Scheduler:
                 worker: Worker = self.cluster.start(store, limit, entry.device)
             else:
                 worker = LocalWorker.start(store, limit, self.settings.threads_per_worker() if entry.device == "cpu" else 0)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # OSError, a Ray error (the object store full, the connection lost), a dataset gone
             store.update_status(status=RunStatus.FAILED, message=f"Could not start a worker: {exc}", pid=None)
             return False
         self._workers.append((store.path, worker))

@@ -15,7 +15,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.augment import AUGMENTATIONS
-from core.cluster import ClusterUnavailable, train_on_cluster
 from core.config import BEST_BY, DEVICES, TEST_SCALINGS, TrainConfig
 from core.data import DATASETS, DatasetUnavailable, ImageDataset
 from core.engine import TrainResult, load_result, resolve_dataset, train
@@ -155,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     reading.close()
     if on_cluster:
-        store = RunStore.create(cfg, dataset.name if dataset else Path(cfg.dataset).name, cfg.run_dir)
+        try:
+            store = RunStore.create(cfg, dataset.name if dataset else Path(cfg.dataset).name, cfg.run_dir, backend="ray")
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         return train_on_ray(store, settings, dataset, args.json)
     bar = ProgressBar()
     try:
@@ -175,10 +178,13 @@ def main(argv: list[str] | None = None) -> int:
 def train_on_ray(store: RunStore, settings: HostSettings, dataset: ImageDataset | None, as_json: bool) -> int:
     """The run in `store` (new, or claimed for a resume) as a Ray actor on the cluster PLAYGROUND_RAY_ADDRESS names
     (core.cluster), a line per epoch here; `dataset` is a user's, None for a built-in one (the node loads it)."""
+    from core.cluster import ClusterUnavailable, train_on_cluster  # here: Ray's import would slow every local run
+
     try:
         train_on_cluster(store, settings, stop_on_sigterm(), lambda e: print(epoch_line(e), file=sys.stderr), dataset)
-    except (ClusterUnavailable, ValueError) as exc:
-        store.update_status(status=RunStatus.FAILED, message=str(exc), pid=None)
+    except (ClusterUnavailable, ValueError, OSError) as exc:  # a resumed run stays resumable
+        store.update_status(status=RunStatus.INTERRUPTED if store.has_training_state() else RunStatus.FAILED,
+                            message=str(exc), pid=None)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

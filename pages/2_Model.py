@@ -2,7 +2,6 @@
 
 import core  # noqa: F401  (first: one complete import of torch and torchvision, see core/__init__.py)
 
-import math
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -12,7 +11,7 @@ from core.augment import AUGMENTATIONS, DESCRIPTIONS
 from core.config import BATCH_SIZES, BEST_BY, DEVICES, LIMITS, LIST_LIMITS, TEST_SCALINGS, TrainConfig
 from core.data import DATASETS, train_val_indices
 from core.models import INITS, MODELS
-from core.optim import OPTIMIZERS, SCHEDULERS, lr_curve
+from core.optim import OPTIMIZERS, SCHEDULERS, epoch_steps, lr_curve
 from core.preprocess import INPUT_SCALINGS
 from core.recipes import RECIPES
 from core.summary import layer_table
@@ -187,7 +186,7 @@ with table_col:
                 f"{totals['mult_adds']:,} multiply-adds per image.")
 with lr_col:
     n_train = len(train_val_indices(data, new_cfg.val_split, new_cfg.seed)[0])
-    steps_per_epoch = math.ceil(min(new_cfg.limit_train or n_train, n_train) / new_cfg.batch_size)
+    steps_per_epoch = epoch_steps(min(new_cfg.limit_train or n_train, n_train), new_cfg.batch_size)
     rates = lr_curve(new_cfg, steps_per_epoch)
     fig = go.Figure(go.Scatter(x=[s / steps_per_epoch for s in range(len(rates))], y=rates, mode="lines",
                                line=dict(color="#4F46E5")))

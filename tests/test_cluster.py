@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -89,6 +90,8 @@ def test_stop_reaches_the_actor_within_a_second(on_cluster):
     sched = on_cluster()
     run = sched.submit(TrainConfig(**{**SHORT, "epochs": 30, "limit_train": None, "model": "lenet5"}), LOCAL, "mnist")
     wait_for(lambda: (run.status().get("step") or 0) > 0, 180, "the first steps on the cluster")
+    run.update_status(name="mine", tags=["fast"])  # a learner renames it meanwhile: the node's copy must not undo it
+    time.sleep(1)
     asked = time.time()
     sched.stop(run)
     wait_for(lambda: run.status()["status"] != RunStatus.RUNNING, 10, "training to end")
@@ -97,6 +100,7 @@ def test_stop_reaches_the_actor_within_a_second(on_cluster):
     assert left_training - asked < 1.0, left_training - asked
     assert run.best_checkpoint.is_file() and run.evaluation() is not None
     assert "Stopped by request" in run.status()["message"]
+    assert run.status()["name"] == "mine" and run.status()["tags"] == ["fast"]
 
 
 def test_a_killed_actor_leaves_its_run_interrupted_and_resume_reaches_the_same_numbers(on_cluster):
@@ -207,3 +211,26 @@ def test_the_runs_command_line_stops_a_ray_run_without_signalling_its_owner(on_c
     assert done.returncode == 0, done.stderr
     wait_for(lambda: run.status()["status"] == RunStatus.STOPPED, 60, "the stopped status")
     assert "Stopped by request" in run.status()["message"]
+
+
+def test_a_dataset_the_node_cannot_read_fails_the_run_with_the_reason(on_cluster, tmp_path):
+    sched = on_cluster()
+    broken = tmp_path / "broken.dataset.safetensors"
+    broken.write_bytes(b"not a dataset")
+    run = sched.submit(TrainConfig(**{**SHORT, "dataset": str(broken)}), LOCAL, "broken")
+    wait_for(lambda: run.status()["status"] in ENDED, 120, "the run to end")
+    assert run.status()["status"] == RunStatus.FAILED and "dataset" in run.status()["message"]
+
+
+def test_sigterm_stops_a_command_line_run_on_the_cluster_as_it_does_a_local_one(ray_cluster, tmp_path):
+    env = {**os.environ, ADDRESS_VAR: ray_cluster.address}
+    cli = subprocess.Popen([sys.executable, "-m", "core.train", "--model", "lenet5", "--epochs", "30",
+                            "--run-dir", str(tmp_path / "run")], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    store = RunStore(tmp_path / "run")
+    wait_for(lambda: (store.path / "status.json").is_file() and (store.status().get("step") or 0) > 0, 180,
+             "the first steps on the cluster")
+    cli.send_signal(signal.SIGTERM)
+    out, err = cli.communicate(timeout=120)
+    assert cli.returncode == 0, err[-3000:]
+    assert store.status()["status"] == RunStatus.STOPPED and store.best_checkpoint.is_file()

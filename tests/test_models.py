@@ -12,6 +12,7 @@ SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32,
 
 def test_lenet5_has_exactly_61706_parameters_on_mnist():
     assert count_parameters(build_model("lenet5", (1, 28, 28), 10)) == 61706
+    assert count_parameters(build_model("lenet-bn-small", (1, 28, 28), 10)) == 77198
     assert count_parameters(build_model("lenet5-classic", (1, 28, 28), 10)) == 61706
 
 

@@ -106,7 +106,7 @@ def test_a_config_that_is_not_an_object_marks_only_that_run_damaged(store_root):
     (bad.path / "config.json").write_text("[]")
     rows = {r["id"]: r for r in map(run_row, list_runs(store_root))}
     assert rows["bad"]["status"] == "damaged" and "config.json" in rows["bad"]["message"]
-    assert rows["good"]["model"] == "lenet5"
+    assert rows["good"]["model"] == TrainConfig().model
     with pytest.raises(DamagedRun, match="config.json"):
         bad.config()
 
