@@ -25,7 +25,7 @@ from core.settings import HostSettings  # noqa: E402
 from core.store import RunStatus, RunStore  # noqa: E402
 from core.workspaces import LOCAL  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
-from tests.test_scheduler import wait_for  # noqa: E402
+from tests.test_scheduler import stops_within_a_second, wait_for  # noqa: E402
 
 SHORT = dict(epochs=1, batch_size=64, limit_train=600, val_split=0.05, model="mlp", device="auto")
 ENDED = {RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.CANCELLED}
@@ -92,14 +92,7 @@ def test_stop_reaches_the_actor_within_a_second(on_cluster):
     wait_for(lambda: (run.status().get("step") or 0) > 0, 180, "the first steps on the cluster")
     run.update_status(name="mine", tags=["fast"])  # a learner renames it meanwhile: the node's copy must not undo it
     time.sleep(1)
-    asked = time.time()
-    sched.stop(run)
-    wait_for(lambda: run.status()["status"] != RunStatus.RUNNING, 10, "training to end")
-    left_training = time.time()
-    wait_for(lambda: run.status()["status"] == RunStatus.STOPPED, 60, "the stopped status")
-    assert left_training - asked < 1.0, left_training - asked
-    assert run.best_checkpoint.is_file() and run.evaluation() is not None
-    assert "Stopped by request" in run.status()["message"]
+    stops_within_a_second(sched, run)
     assert run.status()["name"] == "mine" and run.status()["tags"] == ["fast"]
 
 

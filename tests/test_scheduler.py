@@ -61,6 +61,18 @@ def make_scheduler(store_root):
         sched.close()
 
 
+def stops_within_a_second(sched: Scheduler, run: RunStore) -> None:
+    """Stop a training run: it leaves training within a second, ends stopped, and keeps its checkpoint and test."""
+    asked = time.time()
+    sched.stop(run)
+    wait_for(lambda: run.status()["status"] != RunStatus.RUNNING, 10, "training to end")
+    left_training = time.time()
+    wait_for(lambda: run.status()["status"] == RunStatus.STOPPED, 60, "the stopped status")
+    assert left_training - asked < 1.0, left_training - asked
+    assert run.best_checkpoint.is_file() and run.evaluation() is not None
+    assert "Stopped by request" in run.status()["message"]
+
+
 def private() -> str:
     return workspace_for_key(new_browser_key())
 
@@ -83,14 +95,7 @@ def test_stop_ends_a_worker_within_a_second_and_keeps_a_checkpoint(make_schedule
     sched = make_scheduler(HostSettings())
     run = sched.submit(TrainConfig(**{**TINY, "epochs": 30, "limit_train": None, "model": "lenet-bn"}), LOCAL, "mnist")
     wait_for(lambda: (run.status().get("step") or 0) > 0, 120, "the first steps")
-    asked = time.time()
-    sched.stop(run)
-    wait_for(lambda: run.status()["status"] != RunStatus.RUNNING, 10, "training to end")
-    left_training = time.time()
-    wait_for(lambda: run.status()["status"] == RunStatus.STOPPED, 60, "the stopped status")
-    assert left_training - asked < 1.0, left_training - asked
-    assert run.best_checkpoint.is_file() and run.evaluation() is not None
-    assert "Stopped by request" in run.status()["message"]
+    stops_within_a_second(sched, run)
 
 
 def test_a_killed_worker_leaves_its_run_interrupted_the_queue_moving_and_resume_working(make_scheduler):
