@@ -66,7 +66,7 @@ def main() -> None:
         page.get_by_text("Probability of each class").wait_for()
         shot("draw")
         go_to(page, "Inside")
-        page.get_by_text("the first convolution's 6 kernels").wait_for()
+        page.get_by_text(re.compile(r"the first convolution's \d+ kernels")).wait_for()
         shot("inside-filters")
         page.get_by_role("tab", name="Embedding").click()
         page.get_by_text("as the network sees them after epoch").wait_for()
