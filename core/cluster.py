@@ -264,6 +264,10 @@ class RayWorker:
         if self.stopping.is_set() and not self.placed:
             self.store.transition(ACTIVE, status=RunStatus.STOPPED, pid=None, pid_start=None, finished=time.time(),
                                   message="Stopped by request before training began.")
+        elif not self.store.has_training_state():  # nothing to resume from
+            self.store.transition(ACTIVE, status=RunStatus.FAILED, pid=None, pid_start=None,
+                                  message=f"The run's Ray actor on {self.node} was lost before its first epoch "
+                                          f"({self.error or f'exit code {code}'}): start it again.")
         else:
             self.store.transition(ACTIVE, status=RunStatus.INTERRUPTED, pid=None, pid_start=None, message=self.lost(code))
 
@@ -296,20 +300,30 @@ def node_rows(nodes: list[Node], training_on: list[str | None]) -> list[dict[str
 class Cluster:
     """The app's view of the Ray cluster named by PLAYGROUND_RAY_ADDRESS: whether it answers, its nodes, room for runs."""
 
-    def __init__(self, address: str, settings: HostSettings) -> None:
+    def __init__(self, address: str, settings: HostSettings, wait: bool = False) -> None:
+        """Connect beside the caller (a server must serve while an address does not answer), or, with `wait`
+        (the command line), before returning."""
         self.address, self.settings = address, settings
-        self.problem: str | None = "Connecting to the Ray cluster…"
+        self.problem: str | None = f"Connecting to the Ray cluster at {address}…"
         self._nodes: list[Node] = []
+        self._closed = False
         self._last_try = time.monotonic()
-        self._retry: threading.Thread | None = None
-        self._connect()  # the first time while the server starts; retries run beside the queue (refresh)
+        self._retry = threading.Thread(target=self._connect, name="ray-connect", daemon=True)
+        self._retry.start()
+        if wait:
+            self.connected()
+
+    def connected(self, timeout: float | None = None) -> bool:
+        """Wait for the attempt under way (at most `timeout` seconds); True when the cluster answers."""
+        self._retry.join(timeout)
+        return self.problem is None
 
     def refresh(self) -> None:
         """Read the nodes; while not connected, start another attempt in the background every RETRY_SECONDS (an
         address that does not answer must never hold up the queue or a page)."""
         if ray is None or not ray.is_initialized():
             waited = time.monotonic() - self._last_try >= RETRY_SECONDS
-            if ray is not None and waited and (self._retry is None or not self._retry.is_alive()):
+            if ray is not None and waited and not self._closed and not self._retry.is_alive():
                 self._last_try = time.monotonic()
                 self._retry = threading.Thread(target=self._connect, name="ray-connect", daemon=True)
                 self._retry.start()
@@ -325,6 +339,8 @@ class Cluster:
 
     def close(self) -> None:
         """Leave the cluster (the actors this process started end with it)."""
+        self._closed = True
+        self._retry.join(30)
         if ray is not None and ray.is_initialized():
             ray.shutdown()
 
@@ -334,9 +350,15 @@ class Cluster:
             self.problem = (f"{ADDRESS_VAR} names a Ray cluster ({self.address}), but Ray is not installed on this "
                             f"server: pip install -r requirements-cluster.txt. Runs wait in the queue.")
             return
-        self.problem = self._join()
-        if self.problem is None:
-            self.refresh()
+        if self._closed:
+            return
+        problem = self._join()
+        if problem:
+            self.problem = problem
+        elif self._closed:  # closed while it connected
+            ray.shutdown()
+        else:
+            self.refresh()  # the nodes first: no page sees "connected" with no node in it
 
     def _join(self) -> str | None:
         """None once connected, else why not."""
@@ -376,6 +398,17 @@ class Cluster:
     def nodes(self) -> list[Node]:
         return list(self._nodes)
 
+    def why_waiting(self, cfg: TrainConfig) -> str | None:
+        """Why a queued run cannot start now, when the cause is the cluster: it does not answer, or no alive node
+        can take a run on its device; None otherwise."""
+        if self.problem:
+            return self.problem
+        device = self.device_for(cfg)
+        if not self.capacity(device):
+            return (f"No alive node of the Ray cluster at {self.address} can take a {device} run now (each asks for "
+                    f"{self.request(device)}); it starts when one joins.")
+        return None
+
     def device_for(self, cfg: TrainConfig) -> str:
         """The device a run trains on here: "auto" is a GPU when the cluster's nodes have any."""
         if cfg.device == "auto":
@@ -414,7 +447,7 @@ def train_on_cluster(store: RunStore, settings: HostSettings, stop: threading.Ev
                      on_epoch: Callable[[dict[str, Any]], None], dataset: ImageDataset | None = None) -> None:
     """Train the run in `store`, which this process owns (the command line), on the cluster to its end;
     `on_epoch` sees each finished epoch's metrics. ClusterUnavailable when the run cannot start there."""
-    cluster = Cluster(settings.ray_address, settings)
+    cluster = Cluster(settings.ray_address, settings, wait=True)
     try:
         if cluster.problem:
             raise ClusterUnavailable(cluster.problem)

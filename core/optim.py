@@ -55,8 +55,8 @@ SCHEDULERS: dict[str, Callable] = {
 
 
 def epoch_steps(examples: int, batch_size: int) -> int:
-    """Batches in one epoch: every example once, but a last batch of a single example is left out (BatchNorm
-    cannot normalise a batch of one)."""
+    """Batches in one epoch: every example once, but a last batch of a single example after full ones is left out
+    (BatchNorm cannot normalise a batch of one; the engine refuses batches of one for the models that need more)."""
     return max(1, examples // batch_size if examples % batch_size == 1 else -(-examples // batch_size))
 
 

@@ -106,11 +106,7 @@ class Scheduler:
     def submit(self, cfg: TrainConfig, workspace: str, dataset_name: str) -> RunStore:
         """Queue a new run for `workspace`; QuotaExceeded or ValueError (naming the value) when it cannot."""
         cfg.validate()
-        if self.cluster is not None and not self.cluster.problem:
-            device = self.cluster.device_for(cfg)
-            if not self.cluster.capacity(device):
-                raise ValueError(f"No node of the Ray cluster this server trains on can take a {device} run: choose "
-                                 f"another device on the Model page (auto takes the cluster's best).")
+        self._check_cluster_room(cfg)
         with self._lock:  # two tabs submitting at once both count against the quota
             self._check_quotas(workspace, cfg, new_run=True)
             store = RunStore.create(cfg, dataset_name, root=workspace_root(workspace), workspace=workspace, pid=None,
@@ -139,6 +135,7 @@ class Scheduler:
         """Queue an interrupted, stopped or cancelled run to continue from its last finished epoch."""
         if not store.has_training_state():
             raise ValueError(f"Run {store.id} has no finished epoch to continue from.")
+        self._check_cluster_room(store.config())
         limit = self.settings.max_train_seconds
         if workspace != LOCAL and limit and (store.status().get("train_seconds") or 0) >= limit:
             raise QuotaExceeded(f"Run {store.id} has used this server's {limit:g} s of training per run, "
@@ -338,6 +335,15 @@ class Scheduler:
                     pass
 
     # --- rules --------------------------------------------------------------
+    def _check_cluster_room(self, cfg: TrainConfig) -> None:
+        """ValueError when the cluster answers but none of its nodes can take this run's device."""
+        if self.cluster is not None and not self.cluster.problem:
+            device = self.cluster.device_for(cfg)
+            if not self.cluster.capacity(device):
+                raise ValueError(f"No node of the Ray cluster this server trains on can take a {device} run (each asks "
+                                 f"for {self.cluster.request(device)}): choose another device on the Model page, or "
+                                 f"ask the host.")
+
     def _check_quotas(self, workspace: str, cfg: TrainConfig, new_run: bool) -> None:
         if workspace == LOCAL:
             return

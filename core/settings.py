@@ -59,9 +59,10 @@ class HostSettings:
                 raise ValueError(f"The host setting {f.name} (PLAYGROUND_{f.name.upper()}) must be "
                                  f"{type(f.default).__name__}, got {raw!r}.") from None
         settings = cls(**values)
-        if not settings.ray_gpus_per_run > 0 or settings.ray_cpus_per_run < 1:
-            raise ValueError(f"PLAYGROUND_RAY_GPUS_PER_RUN must be above 0 (got {settings.ray_gpus_per_run:g}) and "
-                             f"PLAYGROUND_RAY_CPUS_PER_RUN at least 1 (got {settings.ray_cpus_per_run}).")
+        gpus = settings.ray_gpus_per_run
+        if settings.ray_address and (not 0 < gpus < 1e6 or (gpus > 1 and gpus != int(gpus)) or settings.ray_cpus_per_run < 1):
+            raise ValueError(f"PLAYGROUND_RAY_GPUS_PER_RUN must be a fraction of one GPU or a whole number of them "
+                             f"(got {gpus:g}), and PLAYGROUND_RAY_CPUS_PER_RUN at least 1 (got {settings.ray_cpus_per_run}).")
         if settings.workspaces not in WORKSPACE_MODES:
             raise ValueError(f"PLAYGROUND_WORKSPACES must be one of {', '.join(WORKSPACE_MODES)}, got {settings.workspaces!r}.")
         return settings

@@ -25,7 +25,7 @@ from core.optim import OPTIMIZERS, SCHEDULERS
 from core.preprocess import INPUT_SCALINGS
 from core.recipes import RECIPES
 from core.settings import HostSettings
-from core.store import RunStatus, RunStore
+from core.store import ACTIVE, RunStatus, RunStore
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -182,14 +182,15 @@ def train_on_ray(store: RunStore, settings: HostSettings, dataset: ImageDataset 
 
     try:
         train_on_cluster(store, settings, stop_on_sigterm(), lambda e: print(epoch_line(e), file=sys.stderr), dataset)
-    except (ClusterUnavailable, ValueError, OSError) as exc:  # a resumed run stays resumable
-        store.update_status(status=RunStatus.INTERRUPTED if store.has_training_state() else RunStatus.FAILED,
-                            message=str(exc), pid=None)
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the cluster refused it, its dataset cannot travel, a Ray error: a resumed run stays resumable
+        store.transition(ACTIVE, status=RunStatus.INTERRUPTED if store.has_training_state() else RunStatus.FAILED,
+                         message=str(exc) if isinstance(exc, (ClusterUnavailable, ValueError, OSError))
+                         else f"{type(exc).__name__}: {exc}", pid=None)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return report_store(store, as_json)
 
 

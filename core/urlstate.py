@@ -1,6 +1,7 @@
 """Training settings in a URL query string, so a copied link reopens the same setup.
 
-Only values that differ from the defaults are written, so links stay short.
+Only values that differ from the defaults are written, so links stay short, and the
+model, epochs and learning rate always, so a link means the same after the defaults change.
 Reading is all-or-nothing: a link with any invalid value yields the defaults
 and the list of what was wrong, never an exception.
 """
@@ -13,6 +14,7 @@ import typing
 from core.config import TrainConfig
 
 SKIPPED = ("run_dir",)  # where a run is written is the server's business, not a link's
+ALWAYS = ("model", "epochs", "lr")  # written even at their defaults: a link keeps its meaning when the defaults change
 
 
 def _field_types() -> dict[str, typing.Any]:
@@ -42,10 +44,10 @@ def _decode(text: str, kind: typing.Any) -> typing.Any:
 
 
 def config_to_query(cfg: TrainConfig) -> dict[str, str]:
-    """The settings of `cfg` that differ from the defaults, as query parameters."""
+    """The settings of `cfg` that differ from the defaults, and the ALWAYS ones, as query parameters."""
     default = TrainConfig().to_dict()
     values = cfg.to_dict()
-    return {name: _encode(values[name]) for name in _field_types() if values[name] != default[name]}
+    return {name: _encode(values[name]) for name in _field_types() if values[name] != default[name] or name in ALWAYS}
 
 
 def config_from_query(params: dict[str, str]) -> tuple[TrainConfig, list[str]]:

@@ -202,7 +202,7 @@ def live(run: RunStore | None) -> None:
     cfg = run.config()
     if state == RunStatus.QUEUED:
         place = jobs().place(run)
-        cluster_problem = jobs().cluster.problem if jobs().cluster is not None else None
+        cluster_problem = jobs().cluster.why_waiting(cfg) if jobs().cluster is not None else None
         wait = (f"about {place.seconds / 60:,.1f} min left" if place.seconds is not None
                 else "time left not known until the cluster answers" if cluster_problem
                 else "time left not known until a run of this model has trained here")

@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from core.cluster import ADDRESS_VAR  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
 from core.data import save_dataset  # noqa: E402
-from core.scheduler import TRAINING, Scheduler, shutdown  # noqa: E402
+from core.scheduler import TRAINING, Scheduler, scheduler, shutdown  # noqa: E402
 from core.settings import HostSettings  # noqa: E402
 from core.store import RunStatus, RunStore  # noqa: E402
 from core.workspaces import LOCAL  # noqa: E402
@@ -51,6 +51,7 @@ def on_cluster(ray_cluster, tmp_path, monkeypatch, mnist):
 
     def make(**settings) -> Scheduler:
         made.append(Scheduler(HostSettings(ray_address=ray_cluster.address, **settings), interval=0.2))
+        assert made[-1].cluster.connected(60), made[-1].cluster.problem
         return made[-1]
 
     yield make
@@ -132,6 +133,7 @@ def test_an_unreachable_address_is_named_once_and_runs_wait(tmp_path, monkeypatc
     monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
     sched = Scheduler(HostSettings(ray_address="127.0.0.1:9"))
     try:
+        assert not sched.cluster.connected(30)
         run = sched.submit(TrainConfig(**SHORT), LOCAL, "mnist")
         time.sleep(1.5)
         assert "127.0.0.1:9" in sched.cluster.problem and ADDRESS_VAR in sched.cluster.problem
@@ -165,6 +167,7 @@ def test_the_train_and_teacher_pages_show_the_cluster(ray_cluster, tmp_path, mon
     monkeypatch.setenv(ADDRESS_VAR, ray_cluster.address)
     monkeypatch.setenv("PLAYGROUND_TEACHER_KEY", "chalk")
     try:
+        assert scheduler().cluster.connected(60)  # the server's: it connects beside its first pages
         train = on_page("pages/3_Train.py")
         assert not train.exception, [e.message for e in train.exception]
         assert "on the Ray cluster" in " ".join(m.value for m in train.markdown)
@@ -184,6 +187,7 @@ def test_the_train_page_says_why_runs_wait_when_the_cluster_does_not_answer(tmp_
     monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv(ADDRESS_VAR, "127.0.0.1:9")
     try:
+        assert not scheduler().cluster.connected(30)
         at = on_page("pages/3_Train.py")
         at.button[0].click().run()
         assert not at.exception, [e.message for e in at.exception]

@@ -331,3 +331,13 @@ def test_with_a_validation_split_the_test_after_each_epoch_still_never_chooses(s
                         test_each_epoch=True, seed=4), dataset=small_mnist)
     by_val = max(result.epochs, key=lambda e: e["val_accuracy"])["epoch"]
     assert result.best_epoch == by_val and all(e["test_accuracy"] is not None for e in result.epochs)
+
+
+def test_a_batchnorm_hidden_layer_refuses_batches_of_one_with_a_message(small_mnist, tmp_path):
+    with pytest.raises(ValueError, match="batches of at least 2 images"):
+        train(TrainConfig(model="lenet-bn-small", batch_size=1, limit_train=8, device="cpu", run_dir=str(tmp_path / "one")),
+              dataset=small_mnist)
+    # 601 images in batches of 100: the last image alone is left out of the epoch rather than fail
+    result = train(TrainConfig(model="lenet-bn-small", batch_size=100, limit_train=601, device="cpu",
+                               run_dir=str(tmp_path / "odd")), dataset=small_mnist)
+    assert result.status == "finished" and result.steps[-1]["step"] == 6
