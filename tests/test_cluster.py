@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -231,3 +233,35 @@ def test_sigterm_stops_a_command_line_run_on_the_cluster_as_it_does_a_local_one(
     out, err = cli.communicate(timeout=120)
     assert cli.returncode == 0, err[-3000:]
     assert store.status()["status"] == RunStatus.STOPPED and store.best_checkpoint.is_file()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_two_students_train_at_once_on_the_cluster_and_the_teacher_sees_its_nodes(ray_cluster, tmp_path, mnist):
+    from browser import go_to, launch_chromium, new_visitor, running_app, set_numbers
+    from playwright.sync_api import sync_playwright
+
+    env = {"PLAYGROUND_RUNS_DIR": str(tmp_path / "runs"), "PLAYGROUND_WORKSPACES": "private",
+           "PLAYGROUND_TEACHER_KEY": "chalk", ADDRESS_VAR: ray_cluster.address}
+    with running_app(env, timeout=120) as app, sync_playwright() as p:
+        browser = launch_chromium(p)
+        a, b, teacher = (new_visitor(browser, 120_000) for _ in range(3))
+        for student, epochs in ((a, "30"), (b, "10")):
+            student.goto(f"{app.url}/Model")
+            set_numbers(student, {"Epochs": epochs, "Train on only the first N images (0 = all)": "3000"})
+            student.get_by_text(re.compile(r"steps per epoch")).first.wait_for()
+            go_to(student, "Train")
+            student.get_by_text("on the Ray cluster").first.wait_for()
+            student.get_by_role("button", name=re.compile("Start training")).click()
+        for student in (a, b):  # both at once, one on each node: the progress line names the node
+            student.get_by_text(re.compile(r"samples/s .* on \S+ \(")).first.wait_for(timeout=180_000)
+        teacher.goto(f"{app.url}/Teacher")
+        teacher.get_by_label("Teacher key").fill("chalk")
+        teacher.get_by_label("Teacher key").press("Enter")
+        teacher.get_by_role("heading", name="The cluster").wait_for()
+        teacher.get_by_text(re.compile(r"Runs train on this Ray cluster .*: 2 now")).wait_for(timeout=60_000)
+        a.get_by_role("button", name=re.compile("Stop")).click()  # A stops A's run only
+        a.get_by_text(re.compile("Stopped by request")).wait_for(timeout=60_000)
+        b.get_by_text(re.compile(r"Test accuracy \d")).wait_for(timeout=180_000)
+        for page in (a, b, teacher):
+            assert page.get_by_text("Traceback").count() == 0
+        browser.close()
