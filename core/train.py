@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -214,5 +215,14 @@ def report(result: TrainResult, as_json: bool) -> int:
     return 0 if result.status in (RunStatus.FINISHED, RunStatus.STOPPED) else 3
 
 
+def exit_now(code: int) -> None:
+    """End the process without Python's finalisation. Every file of the run is written and closed by then, and
+    tearing down the modules of torch and torchvision takes about a second here (`import core.train` alone:
+    4.1 to 4.5 s as a whole process, 2.9 to 3.3 s ending this way)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
