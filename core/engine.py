@@ -45,7 +45,7 @@ from core.metrics import (
     loss_and_accuracy,
     predict_probabilities,
 )
-from core.models import build_model, check_fits, count_parameters, first_convolution
+from core.models import build_model, check_fits, count_parameters, first_convolution, fit_to_data
 from core.optim import build_optimizer, build_scheduler, epoch_steps
 from core.preprocess import Normalizer, input_stats, to_unit
 from core.recorders import RunRecorder, TensorBoardRecorder, fan_out
@@ -53,6 +53,7 @@ from core.store import RESUMABLE, DamagedRun, RunStatus, RunStore, owner
 
 STEP_EVENTS_PER_EPOCH = 50  # about this many loss points per epoch for the live curves
 LAYER_EVENTS_EVERY = 2  # of those, every second one also records the layers: smaller steps.json for deep networks
+WHITENING_IMAGES = 5000  # the training images whose 2 x 2 patches a whitening layer is fitted to, as airbench does
 
 
 @dataclass
@@ -172,6 +173,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     if min(cfg.batch_size, len(train_idx)) < 2 and any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):
         raise ValueError(f"{cfg.model} normalises its hidden layer over each batch (BatchNorm), so it trains on batches "
                          f"of at least 2 images: raise the batch size, or train on more images.")
+    fit_to_data(model, normalize(to_unit(images[train_idx[:WHITENING_IMAGES]])))  # a resumed run loads its own below
     memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory)  # checkpoints are saved contiguous either way
     gen = torch.Generator(device=device).manual_seed(cfg.seed)

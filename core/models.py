@@ -139,6 +139,60 @@ def resnet_course(shape: Shape, num_classes: int) -> nn.Module:
     )
 
 
+class Whitening(nn.Conv2d):
+    """A 2 x 2 convolution whose frozen weights whiten the image's 2 x 2 patches (airbench's first layer): the
+    eigenvectors of their covariance scaled by the inverse square roots of the eigenvalues, and their negatives."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, 8 * channels, 2)
+        self.weight.requires_grad = False
+
+    def fit(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        c = self.in_channels
+        patches = images.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 4 * c).float()
+        patches = patches - patches.mean(0)
+        values, vectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+        filters = (vectors.T / (values + eps).sqrt()[:, None]).reshape(4 * c, c, 2, 2)
+        self.weight.data.copy_(torch.cat([filters, -filters]).to(self.weight))
+
+
+class Scaled(nn.Module):
+    """Multiplies by a constant: airbench's logits are its last layer's output over 9."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor
+
+
+def _airbench_group(c_in: int, c_out: int) -> list[nn.Module]:
+    convs = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)]
+    for conv in convs:
+        nn.init.dirac_(conv.weight[:conv.in_channels])  # each starts as the identity on its first channels
+    norms = [nn.BatchNorm2d(c_out, momentum=0.4, eps=1e-12) for _ in convs]
+    for norm in norms:
+        norm.weight.requires_grad = False
+    return [convs[0], nn.MaxPool2d(2), norms[0], nn.GELU(), convs[1], norms[1], nn.GELU()]
+
+
+def airbench(shape: Shape, num_classes: int) -> nn.Module:
+    """KellerJordan's airbench94 network, from its description: whitening, three groups of 64, 256 and 256
+    channels, 3 x 3 max pooling, a linear layer without bias, logits over 9. For CIFAR-10's 32 x 32 images."""
+    c = shape[0]
+    return nn.Sequential(Whitening(c), nn.GELU(), *_airbench_group(8 * c, 64), *_airbench_group(64, 256),
+                         *_airbench_group(256, 256), nn.MaxPool2d(3), nn.Flatten(), nn.Linear(256, num_classes, bias=False),
+                         Scaled(1 / 9))
+
+
+def fit_to_data(model: nn.Module, images: torch.Tensor) -> None:
+    """Set the layers whose weights come from the data (airbench's whitening) from normalised training images."""
+    for module in model.modules():
+        if isinstance(module, Whitening):
+            module.fit(images)
+
+
 def lenet_bn_small(shape: Shape, num_classes: int) -> nn.Module:
     """lenet-bn narrowed for speed (12 and 32 channels, a 128-unit hidden layer with BatchNorm too): the default,
     past 99 % on MNIST in one epoch, for a fifth of lenet-bn's arithmetic."""
@@ -165,6 +219,8 @@ MODELS: dict[str, ModelSpec] = {
     "cnn4-wide": ModelSpec(cnn4_wide, "cnn4 with 16, 64, 128 and 256 channels: 1.16 million parameters, slower and better."),
     "resnet-mini": ModelSpec(resnet_mini, "A small residual network: three stages of one block each (32, 64, 128 channels)."),
     "resnet20": ModelSpec(resnet20, "ResNet-20 for CIFAR (He et al. 2016): three stages of three blocks."),
+    "airbench": ModelSpec(airbench, "airbench94's network (KellerJordan), from its description: 2 x 2 whitening from the "
+                                    "data, three groups of 64, 256 and 256 channels; for a GPU."),
     "resnet-course": ModelSpec(resnet_course, "The course's small ResNet: a 32-channel stem, max pooling of stride 1, "
                                               "a residual block 32 to 64 with stride 2, one 64 to 64."),
 }

@@ -62,6 +62,15 @@ RECIPES: dict[str, Recipe] = {
              weight_decay=5e-4, scheduler="onecycle", batch_size=256, epochs=10, augment=("flip", "crop"),
              label_smoothing=0.2),
     ),
+    "cifar-gpu": Recipe(
+        "CIFAR-10 on a GPU, after airbench94",
+        "The airbench network (whitening fitted to the data, 64, 256 and 256 channels) with airbench94's ingredients "
+        "this engine has: batch 1,024, SGD with Nesterov momentum 0.85, label smoothing 0.2, flips and 2-pixel crops, "
+        "10 epochs. Not yet measured on a GPU beside its peer (bench/peer_airbench94.py).",
+        dict(dataset="cifar10", model="airbench", channels_last=True, optimizer="sgd", lr=1.5, momentum=0.85,
+             nesterov=True, weight_decay=5e-4, scheduler="onecycle", batch_size=1024, epochs=10,
+             augment=("flip", "crop"), label_smoothing=0.2, val_split=0.0),
+    ),
     "cifar-cpu": Recipe(
         "CIFAR-10 on a laptop's CPU, in minutes",
         "cnn4 (four stages of two convolutions, 295,290 parameters) on channels-last memory, flips and 2-pixel crops, "

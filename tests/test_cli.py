@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -125,3 +126,24 @@ def test_a_recipe_gives_the_defaults_and_other_flags_override_them(tmp_path):
     assert (cfg["model"], cfg["init"], cfg["input_scaling"], cfg["lr"], cfg["batch_size"], cfg["val_split"]) == (
         "lenet5-classic", "xavier", "unit", 0.5, 100, 0.0)
     assert cfg["epochs"] == 1 and cfg["limit_train"] == 300  # the flags given win
+
+
+def test_the_gpu_recipe_and_its_peer_run_on_the_cpu_on_a_few_colour_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 48), ("test", 16)):
+        for i in range(count):
+            label = i % 2  # bright and dark images: learnable in one step or two
+            folder = tmp_path / "tiny" / split / ("bright", "dark")[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(120, 256, (32, 32, 3)) if label == 0 else rng.integers(0, 136, (32, 32, 3))
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.jpg", quality=90)
+    ours = _run("core.train", "--recipe", "cifar-gpu", "--dataset", str(tmp_path / "tiny"), "--epochs", "2",
+                "--batch-size", "16", "--device", "cpu", "--run-dir", str(tmp_path / "run"), "--json")
+    assert ours.returncode == 0, ours.stderr
+    result = json.loads(ours.stdout.strip().splitlines()[-1])
+    assert result["config"]["model"] == "airbench" and sum(map(sum, result["confusion_matrix"])) == 16
+    peer = subprocess.run([sys.executable, str(REPO / "bench" / "peer_airbench94.py"), "--data", str(tmp_path / "tiny"),
+                           "--epochs", "1", "--device", "cpu", "--json"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert peer.returncode == 0, peer.stderr
+    assert 0.0 <= json.loads(peer.stdout.strip().splitlines()[-1])["test_accuracy"] <= 1.0

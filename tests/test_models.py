@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.models import MODELS, build_model, count_parameters
+from core.models import MODELS, build_model, count_parameters, fit_to_data
 
 SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), "user-16px": (1, 16, 16)}
 
@@ -66,3 +66,17 @@ def test_unknown_names_are_refused():
         build_model("vgg16", (1, 28, 28), 10)
     with pytest.raises(ValueError, match="Unknown initialisation"):
         build_model("lenet5", (1, 28, 28), 10, init="orthogonal")
+
+
+def test_the_whitening_layer_decorrelates_the_patches_it_was_fitted_to():
+    torch.manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.randn(200, 3, 8, 8), size=16, mode="bilinear")  # neighbours alike
+    images = smooth + 0.1 * torch.randn_like(smooth)
+    model = build_model("airbench", (3, 32, 32), 10)
+    fit_to_data(model, images)
+    whiten = model[0]
+    out = torch.nn.functional.conv2d(images, whiten.weight[:12])  # the first half: the other is its negative
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 12)
+    cov = (flat - flat.mean(0)).T @ (flat - flat.mean(0)) / len(flat)
+    assert torch.allclose(cov, torch.eye(12), atol=0.05)
+    assert torch.equal(whiten.weight[12:], -whiten.weight[:12]) and not whiten.weight.requires_grad
