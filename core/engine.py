@@ -173,7 +173,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     if min(cfg.batch_size, len(train_idx)) < 2 and any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):
         raise ValueError(f"{cfg.model} normalises its hidden layer over each batch (BatchNorm), so it trains on batches "
                          f"of at least 2 images: raise the batch size, or train on more images.")
-    fit_to_data(model, normalize(to_unit(images[train_idx[:WHITENING_IMAGES]])))  # a resumed run loads its own below
+    fit_to_data(model, lambda: normalize(to_unit(images[train_idx[:WHITENING_IMAGES]])))  # a resume loads its own below
     memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory)  # checkpoints are saved contiguous either way
     gen = torch.Generator(device=device).manual_seed(cfg.seed)

@@ -27,7 +27,7 @@ from torchvision.utils import make_grid
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.confidence import is_sure
 from core.images import ImageRefused
-from core.models import first_convolution, numbered_layers
+from core.models import first_convolution, layer_kind, numbered_layers
 from core.predict import predict_tensor, read_unit_image
 from core.preprocess import Normalizer
 from core.saliency import METHODS, attribution
@@ -64,7 +64,7 @@ def feature_maps(model: nn.Module, mean: list[float], std: list[float], image: t
     model(Normalizer(mean, std, image.device)(image.unsqueeze(0).float()))
     for hook in hooks:
         hook.remove()
-    return [FeatureMaps(names[path], path, SHOWN_LAYERS[type(modules[path])], type(modules[path]).__name__,
+    return [FeatureMaps(names[path], path, layer_kind(modules[path], SHOWN_LAYERS), type(modules[path]).__name__,
                         out[0].float().cpu()) for path, out in outputs.items()]
 
 

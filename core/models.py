@@ -147,11 +147,16 @@ class Whitening(nn.Conv2d):
         super().__init__(channels, 8 * channels, 2)
         self.weight.requires_grad = False
 
-    def fit(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+    def fit(self, images: torch.Tensor, eps: float = 5e-4, chunk: int = 500) -> None:
+        """Set the weights from the patches of `images` (N x C x H x W, normalised), `chunk` images at a time."""
         c = self.in_channels
-        patches = images.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 4 * c).float()
-        patches = patches - patches.mean(0)
-        values, vectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+        total, outer, count = torch.zeros(4 * c, dtype=torch.float64), torch.zeros(4 * c, 4 * c, dtype=torch.float64), 0
+        for start in range(0, len(images), chunk):
+            x = images[start:start + chunk]
+            patches = x.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 4 * c).double().cpu()
+            total, outer, count = total + patches.sum(0), outer + patches.T @ patches, count + len(patches)
+        mean = total / count
+        values, vectors = torch.linalg.eigh(outer / count - torch.outer(mean, mean))  # on the CPU: any device has it
         filters = (vectors.T / (values + eps).sqrt()[:, None]).reshape(4 * c, c, 2, 2)
         self.weight.data.copy_(torch.cat([filters, -filters]).to(self.weight))
 
@@ -186,11 +191,14 @@ def airbench(shape: Shape, num_classes: int) -> nn.Module:
                          Scaled(1 / 9))
 
 
-def fit_to_data(model: nn.Module, images: torch.Tensor) -> None:
-    """Set the layers whose weights come from the data (airbench's whitening) from normalised training images."""
-    for module in model.modules():
-        if isinstance(module, Whitening):
-            module.fit(images)
+def fit_to_data(model: nn.Module, images: Callable[[], torch.Tensor]) -> None:
+    """Set the layers whose weights come from the data (airbench's whitening) from normalised training images,
+    which `images()` gives only for a model that has such a layer."""
+    layers = [m for m in model.modules() if isinstance(m, Whitening)]
+    if layers:
+        sample = images()
+        for layer in layers:
+            layer.fit(sample)
 
 
 def lenet_bn_small(shape: Shape, num_classes: int) -> nn.Module:
@@ -226,13 +234,18 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+def layer_kind(module: nn.Module, kinds: dict[type, str]) -> str | None:
+    """The kind `kinds` gives the module's type or the nearest of its bases (airbench's whitening is a convolution)."""
+    return next((kinds[t] for t in type(module).__mro__ if t in kinds), None)
+
+
 def numbered_layers(model: nn.Module, kinds: dict[type, str]) -> dict[str, str]:
     """{module path: conv1, conv2, pool1, fc1, ...}: the modules of the given types, named by kind and numbered in
     the network's order, as the Inside page and the training dynamics call them."""
     counts: dict[str, int] = {}
     names = {}
     for path, module in model.named_modules():
-        kind = kinds.get(type(module))
+        kind = layer_kind(module, kinds)
         if kind:
             counts[kind] = counts.get(kind, 0) + 1
             names[path] = f"{kind}{counts[kind]}"

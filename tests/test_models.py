@@ -73,7 +73,7 @@ def test_the_whitening_layer_decorrelates_the_patches_it_was_fitted_to():
     smooth = torch.nn.functional.interpolate(torch.randn(200, 3, 8, 8), size=16, mode="bilinear")  # neighbours alike
     images = smooth + 0.1 * torch.randn_like(smooth)
     model = build_model("airbench", (3, 32, 32), 10)
-    fit_to_data(model, images)
+    fit_to_data(model, lambda: images)
     whiten = model[0]
     out = torch.nn.functional.conv2d(images, whiten.weight[:12])  # the first half: the other is its negative
     flat = out.permute(0, 2, 3, 1).reshape(-1, 12)
