@@ -22,7 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def last_json(cmd: list[str]) -> dict:
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True)
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
