@@ -150,7 +150,6 @@ class RunActor:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-
 class RayWorker:
     """The app's side of one run on the cluster: waits for Ray to place the actor, then pulls its files into the
     run store until training ends. Holds the same four methods as core.worker.LocalWorker."""
