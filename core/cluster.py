@@ -38,7 +38,7 @@ import torch
 
 import core
 from core.config import TrainConfig
-from core.data import DATASETS, SAVED_SUFFIX, ImageDataset, load_saved_dataset, save_dataset
+from core.data import DATASETS, SAVED_SUFFIX, ImageDataset, save_dataset
 from core.events import Stop
 from core.files import atomic_write
 from core.settings import HostSettings
@@ -101,27 +101,21 @@ class RunActor:
         for name, data in files.items():
             (run / name).write_bytes(data)
         self.started_with = {name: signature(path.stat()) for name, path in run_files(run).items()}
+        self.store = RunStore(run)
         saved = None
-        if dataset is not None:
-            saved = self.folder / "data.dataset.safetensors"
+        if dataset is not None:  # under its own name, which a message about it then names
+            saved = self.folder / "data" / Path(self.store.config().dataset).name
+            saved.parent.mkdir()
             saved.write_bytes(dataset)
         if threads:
             torch.set_num_threads(threads)
-        self.store = RunStore(run)
         self.stopping = Stop()
         self.code: int | None = None
         self.thread = threading.Thread(target=self._train, args=(max_seconds, saved), name="training", daemon=True)
         self.thread.start()
 
     def _train(self, max_seconds: float, saved: Path | None) -> None:
-        try:
-            data = load_saved_dataset(saved) if saved is not None else None
-        except Exception as exc:  # the run fails with the reason, as a local worker's would
-            self.store.update_status(status=RunStatus.FAILED, message=f"The run's dataset cannot be read on this node: {exc}",
-                                     pid=None)
-            self.code = 1
-            return
-        self.code = run_worker(self.store, self.stopping, max_seconds, data)
+        self.code = run_worker(self.store, self.stopping, max_seconds, saved)
 
     def where(self) -> dict[str, Any]:
         """The node this actor runs on, and the files it started with (what the app need not pull back)."""
@@ -397,16 +391,20 @@ class Cluster:
     def nodes(self) -> list[Node]:
         return list(self._nodes)
 
+    def no_node_for(self, cfg: TrainConfig) -> str | None:
+        """While the cluster answers: why none of its alive nodes can take this run's device, or None."""
+        device = self.device_for(cfg)
+        if self.problem or self.capacity(device):
+            return None
+        return f"No alive node of the Ray cluster at {self.address} can take a {device} run (each asks for {self.request(device)})"
+
     def why_waiting(self, cfg: TrainConfig) -> str | None:
         """Why a queued run cannot start now, when the cause is the cluster: it does not answer, or no alive node
         can take a run on its device; None otherwise."""
         if self.problem:
             return self.problem
-        device = self.device_for(cfg)
-        if not self.capacity(device):
-            return (f"No alive node of the Ray cluster at {self.address} can take a {device} run now (each asks for "
-                    f"{self.request(device)}); it starts when one joins.")
-        return None
+        missing = self.no_node_for(cfg)
+        return f"{missing}; it starts when one joins." if missing else None
 
     def device_for(self, cfg: TrainConfig) -> str:
         """The device a run trains on here: "auto" is a GPU when the cluster's nodes have any."""

@@ -337,12 +337,9 @@ class Scheduler:
     # --- rules --------------------------------------------------------------
     def _check_cluster_room(self, cfg: TrainConfig) -> None:
         """ValueError when the cluster answers but none of its nodes can take this run's device."""
-        if self.cluster is not None and not self.cluster.problem:
-            device = self.cluster.device_for(cfg)
-            if not self.cluster.capacity(device):
-                raise ValueError(f"No node of the Ray cluster this server trains on can take a {device} run (each asks "
-                                 f"for {self.cluster.request(device)}): choose another device on the Model page, or "
-                                 f"ask the host.")
+        missing = self.cluster.no_node_for(cfg) if self.cluster is not None else None
+        if missing:
+            raise ValueError(f"{missing}: choose another device on the Model page, or ask the host.")
 
     def _check_quotas(self, workspace: str, cfg: TrainConfig, new_run: bool) -> None:
         if workspace == LOCAL:

@@ -136,7 +136,8 @@ def _count(v: Any) -> bool:
 STATUS_FIELDS = {  # what each known field of status.json must be (None is always allowed, but for status)
     "message": lambda v: isinstance(v, str), "name": lambda v: isinstance(v, str),
     "dataset": lambda v: isinstance(v, str), "workspace": lambda v: isinstance(v, str),
-    "backend": lambda v: v in ("local", "ray"), "stop_requested": lambda v: isinstance(v, bool), "node": lambda v: isinstance(v, str), "node_id": lambda v: isinstance(v, str),
+    "backend": lambda v: v in ("local", "ray"), "stop_requested": lambda v: isinstance(v, bool),
+    "node": lambda v: isinstance(v, str), "node_id": lambda v: isinstance(v, str),
     "tags": lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v),
     "pid": lambda v: _count(v) and 0 < v < 2**31, "pid_start": _count,
     **{k: _number for k in ("created", "updated", "queued_at", "started", "finished", "train_seconds",

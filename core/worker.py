@@ -24,7 +24,7 @@ from typing import Protocol
 
 import torch
 
-from core.data import DatasetUnavailable, ImageDataset
+from core.data import DatasetUnavailable, load_saved_dataset
 from core.engine import train
 from core.events import stop_on_sigterm
 from core.importers import DataImportError
@@ -97,9 +97,11 @@ class LocalWorker:
 
 
 def run_worker(store: RunStore, stop: threading.Event, max_seconds: float | None = None,
-               dataset: ImageDataset | None = None) -> int:
-    """Train the run in `store` to its end; a failure becomes the run's status and message. The exit code: 0 or 1."""
+               dataset_file: Path | None = None) -> int:
+    """Train the run in `store` to its end, on the saved dataset in `dataset_file` when given (a Ray node's copy of
+    a user's data); a failure, an unreadable dataset too, becomes the run's status and message. Exit code 0 or 1."""
     try:
+        dataset = load_saved_dataset(dataset_file) if dataset_file is not None else None
         train(store.config(), stop=stop, store=store, max_seconds=max_seconds or None, dataset=dataset)
     except torch.cuda.OutOfMemoryError:
         _fail(store, "The GPU ran out of memory. Lower the batch size or choose a smaller model, then start again.")

@@ -17,7 +17,6 @@ import pytest
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster as RayCluster  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from core.cluster import ADDRESS_VAR  # noqa: E402
 from core.config import TrainConfig  # noqa: E402
@@ -27,6 +26,7 @@ from core.settings import HostSettings  # noqa: E402
 from core.store import RunStatus, RunStore  # noqa: E402
 from core.workspaces import LOCAL  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
+from tests.test_app import open_page  # noqa: E402
 from tests.test_scheduler import stops_within_a_second, wait_for  # noqa: E402
 
 SHORT = dict(epochs=1, batch_size=64, limit_train=600, val_split=0.05, model="mlp", device="auto")
@@ -87,6 +87,10 @@ def test_the_cluster_view_lists_its_nodes_and_gpus(on_cluster):
     assert sched.cluster.problem is None
     assert len(nodes) == 2 and all(n.gpus == 1 and n.cpus == 1 for n in nodes)
     assert sched.cluster.capacity("cuda") == 2 and sched.cluster.device_for(TrainConfig()) == "cuda"
+    cpu_run = TrainConfig(**{**SHORT, "device": "cpu"})  # asks for 2 CPUs; each node has 1
+    with pytest.raises(ValueError, match="No alive node .* can take a cpu run .*choose another device"):
+        sched.submit(cpu_run, LOCAL, "mnist")
+    assert sched.cluster.why_waiting(cpu_run).endswith("it starts when one joins.")
 
 
 def test_stop_reaches_the_actor_within_a_second(on_cluster):
@@ -157,12 +161,6 @@ def test_the_command_line_trains_on_the_cluster(ray_cluster, tmp_path):
     assert "epoch 1:" in done.stderr and "epoch 2:" in done.stderr
 
 
-def on_page(page: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
-    at.switch_page(page)
-    return at.run()
-
-
 def test_the_train_and_teacher_pages_show_the_cluster(ray_cluster, tmp_path, monkeypatch, mnist):
     shutdown()
     monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
@@ -170,12 +168,12 @@ def test_the_train_and_teacher_pages_show_the_cluster(ray_cluster, tmp_path, mon
     monkeypatch.setenv("PLAYGROUND_TEACHER_KEY", "chalk")
     try:
         assert scheduler().cluster.connected(60)  # the server's: it connects beside its first pages
-        train = on_page("pages/3_Train.py")
+        train = open_page("pages/3_Train.py")
         assert not train.exception, [e.message for e in train.exception]
         assert "on the Ray cluster" in " ".join(m.value for m in train.markdown)
         [nodes] = train.dataframe
         assert len(nodes.value) == 2 and list(nodes.value["GPUs"]) == [1, 1]
-        teacher = on_page("pages/7_Teacher.py")
+        teacher = open_page("pages/7_Teacher.py")
         teacher.text_input[0].input("chalk").run()
         assert not teacher.exception, [e.message for e in teacher.exception]
         assert "The cluster" in [h.value for h in teacher.subheader]
@@ -190,7 +188,7 @@ def test_the_train_page_says_why_runs_wait_when_the_cluster_does_not_answer(tmp_
     monkeypatch.setenv(ADDRESS_VAR, "127.0.0.1:9")
     try:
         assert not scheduler().cluster.connected(30)
-        at = on_page("pages/3_Train.py")
+        at = open_page("pages/3_Train.py")
         at.button[0].click().run()
         assert not at.exception, [e.message for e in at.exception]
         warnings = [w.value for w in at.warning if ADDRESS_VAR in w.value and "127.0.0.1:9" in w.value]
