@@ -201,14 +201,24 @@ def fit_to_data(model: nn.Module, images: Callable[[], torch.Tensor]) -> None:
             layer.fit(sample)
 
 
+class MaxPool2dChannelsLast(nn.MaxPool2d):
+    """Max pooling whose output is in channels-last memory, so the layers after it run on that layout: on the
+    CPU, PyTorch's pooling and the convolution after it are faster there (lenet-bn-small trained in 0.82x the
+    time), while a first convolution of one input channel is slower on it, so the input keeps its layout."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.contiguous(memory_format=torch.channels_last))
+
+
 def lenet_bn_small(shape: Shape, num_classes: int) -> nn.Module:
     """lenet-bn narrowed for speed (12 and 32 channels, a 128-unit hidden layer with BatchNorm too): the default,
-    past 99 % on MNIST in one epoch, for a fifth of lenet-bn's arithmetic."""
+    past 99 % on MNIST in one epoch, for a fifth of lenet-bn's arithmetic. It pools before its ReLUs (the same
+    numbers, since the two commute, on a quarter of the values)."""
     c, h, _ = shape
     side = (_conv_out(h, 5) // 2 - 4) // 2
     return nn.Sequential(
-        nn.Conv2d(c, 12, 5, bias=False), nn.BatchNorm2d(12), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(12, 32, 5, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c, 12, 5, bias=False), nn.BatchNorm2d(12), MaxPool2dChannelsLast(2), nn.ReLU(),
+        nn.Conv2d(12, 32, 5, bias=False), nn.BatchNorm2d(32), MaxPool2dChannelsLast(2), nn.ReLU(),
         nn.Flatten(),
         nn.Linear(32 * side * side, 128), nn.BatchNorm1d(128), nn.ReLU(),
         nn.Linear(128, num_classes),
