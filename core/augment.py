@@ -131,3 +131,37 @@ def augment_batch(x: torch.Tensor, names: tuple[str, ...], gen: torch.Generator 
         if name in names:
             x = rotation(x, gen, rotate_degrees) if fn is rotation else fn(x, gen)
     return x
+
+
+# Test-time augmentation: the logits averaged over a few fixed views of each (normalised) image, as airbench
+# evaluates. Every prediction of a run uses its config's choice: validation, the test set, the drawn image.
+TestTimeAugmentation = Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+def _as_is(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    return model(x)
+
+
+def _mirrored(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    return (model(x) + model(x.flip(3))) / 2
+
+
+def _mirrored_and_shifted(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Half the image and its mirror; a quarter each the same one pixel up-left and one down-right (reflected edges)."""
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = (_mirrored(model, padded[..., :h, :w]) + _mirrored(model, padded[..., 2:, 2:])) / 2
+    return (_mirrored(model, x) + shifted) / 2
+
+
+TEST_TIME_AUGMENTATIONS: dict[str, TestTimeAugmentation] = {
+    "none": _as_is,
+    "flip": _mirrored,
+    "flip-translate": _mirrored_and_shifted,
+}
+
+TEST_TIME_DESCRIPTIONS: dict[str, str] = {
+    "none": "each image as it is",
+    "flip": "the mean of the image's and its mirror's logits: 2 passes (not for digits!)",
+    "flip-translate": "the image and its mirror, and both shifted by a pixel either way: 6 passes (airbench's)",
+}

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from core.augment import ROTATION_DEGREES, parse_augmentations
+from core.augment import ROTATION_DEGREES, TEST_TIME_AUGMENTATIONS, parse_augmentations
 from core.models import INITS, MODELS
 from core.optim import OPTIMIZERS, SCHEDULERS
 from core.preprocess import INPUT_SCALINGS
@@ -91,6 +91,7 @@ class TrainConfig:
     augment: tuple[str, ...] = ()
     rotate_degrees: float = ROTATION_DEGREES  # the rotate augmentation turns each image by up to this many degrees
     input_scaling: str = "standardize"  # see core.preprocess.INPUT_SCALINGS
+    tta: str = "none"  # test-time augmentation of every prediction (core.augment.TEST_TIME_AUGMENTATIONS)
     test_scaling: str = "same"  # how test images are fed: as training images ("same"), or, replaying a lecture's mistake, another scaling
     val_split: float = 0.1
     patience: int = 0  # early stopping: epochs without a better validation score; 0 = off
@@ -108,7 +109,8 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
 
-        for name in ("model", "init", "optimizer", "scheduler", "device", "dataset", "input_scaling", "test_scaling", "best_by"):
+        for name in ("model", "init", "optimizer", "scheduler", "device", "dataset", "input_scaling", "test_scaling", "best_by",
+                     "tta"):
             check(isinstance(getattr(self, name), str), f"{name} must be a name, got {getattr(self, name)!r}.")
         check(self.model in MODELS, f"Unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
         check(self.init in INITS, f"Unknown initialisation {self.init!r}; choose one of {', '.join(INITS)}.")
@@ -119,6 +121,8 @@ class TrainConfig:
               f"Unknown input scaling {self.input_scaling!r}; choose one of {', '.join(INPUT_SCALINGS)}.")
         check(self.test_scaling in TEST_SCALINGS,
               f"Unknown test scaling {self.test_scaling!r}; choose one of {', '.join(TEST_SCALINGS)}.")
+        check(self.tta in TEST_TIME_AUGMENTATIONS,
+              f"Unknown test-time augmentation {self.tta!r}; choose one of {', '.join(TEST_TIME_AUGMENTATIONS)}.")
         check(self.best_by in BEST_BY, f"best_by must be one of {', '.join(BEST_BY)}, got {self.best_by!r}.")
         for name in ("nesterov", "test_each_epoch", "channels_last"):
             check(isinstance(getattr(self, name), bool), f"{name} must be true or false, got {getattr(self, name)!r}.")

@@ -173,7 +173,9 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     if min(cfg.batch_size, len(train_idx)) < 2 and any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):
         raise ValueError(f"{cfg.model} normalises its hidden layer over each batch (BatchNorm), so it trains on batches "
                          f"of at least 2 images: raise the batch size, or train on more images.")
+    fit_start = time.perf_counter()  # fitting a layer to the data is training: its seconds count as such
     fit_to_data(model, lambda: normalize(to_unit(images[train_idx[:WHITENING_IMAGES]])))  # a resume loads its own below
+    fit_seconds = time.perf_counter() - fit_start  # nothing for a model without such a layer
     memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory)  # checkpoints are saved contiguous either way
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -192,7 +194,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     )
     # everything Resume needs to continue exactly where an epoch ended
     progress = {"epoch": 0, "step": 0, "best_score": None, "best_epoch": None, "epochs_without_gain": 0,
-                "train_time": 0.0, "samples_seen": 0}
+                "train_time": fit_seconds, "samples_seen": 0}
     best_state = best_val_probs = None
     if store.has_training_state():
         progress, result.epochs, result.steps, best_state = store.load_training_state(model, optimizer, scheduler, gen)
@@ -275,14 +277,14 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         train_loss, train_acc = epoch_loss.item() / n_train, epoch_correct.item() / n_train
         val_loss = val_acc = val_probs = None
         if len(val_idx):
-            val_probs = predict_probabilities(model, images[val_idx], normalize, device, stop.is_set)
+            val_probs = predict_probabilities(model, images[val_idx], normalize, device, stop.is_set, cfg.tta)
             if val_probs is None:
                 result.status, result.message = RunStatus.STOPPED, _stop_message(stop, f"while validating epoch {epoch}")
                 break
             val_loss, val_acc = loss_and_accuracy(val_probs, labels[val_idx])
         test_loss = test_acc = None
         if cfg.test_each_epoch:  # reported like the notebooks print it; the score below never sees it
-            test_probs = predict_probabilities(model, data.test_images, test_normalize, device, stop.is_set)
+            test_probs = predict_probabilities(model, data.test_images, test_normalize, device, stop.is_set, cfg.tta)
             if test_probs is None:
                 result.status, result.message = RunStatus.STOPPED, _stop_message(stop, f"while testing epoch {epoch}")
                 break
@@ -322,7 +324,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     if best_state is not None:
         model.load_state_dict(best_state)  # from Resume's state too, so best.* matches it after a kill
     if best_val_probs is None and len(val_idx):  # resumed, or stopped inside the first epoch (None if stopped again)
-        best_val_probs = predict_probabilities(model, images[val_idx], normalize, device, stop.is_set)
+        best_val_probs = predict_probabilities(model, images[val_idx], normalize, device, stop.is_set, cfg.tta)
     result.threshold = None if best_val_probs is None else not_sure_threshold(best_val_probs, labels[val_idx])
     if best_state is not None:
         best_val = next((e["val_accuracy"] for e in result.epochs if e["epoch"] == result.best_epoch), None)
@@ -350,10 +352,10 @@ def _save_insides(store: RunStore, epoch: int, model: nn.Module, first_layer: nn
                                           "predicted": predicted.long()})
 
 
-def _test_report(model: nn.Module, data: ImageDataset, normalize: Normalizer,
-                 device: torch.device) -> tuple[torch.Tensor, dict[str, Any]]:
+def _test_report(model: nn.Module, data: ImageDataset, normalize: Normalizer, device: torch.device,
+                 tta: str) -> tuple[torch.Tensor, dict[str, Any]]:
     """Test-set probabilities (on the CPU) and the report: loss, accuracy and the per-class numbers."""
-    probs = predict_probabilities(model, data.test_images, normalize, device)
+    probs = predict_probabilities(model, data.test_images, normalize, device, tta=tta)
     labels = data.test_labels.to(device)
     test_loss, test_accuracy = loss_and_accuracy(probs, labels)
     report = class_report(probs.argmax(1), labels, data.num_classes)
@@ -365,7 +367,7 @@ def _evaluate_test(result: TrainResult, model: nn.Module, data: ImageDataset, no
     """Fill the test-set numbers of `result` and close the run's record; the test set is touched only here
     (and after each epoch when the config asks, for the record only)."""
     emit(StatusEvent(RunStatus.EVALUATING, "Evaluating on the test set"))
-    probs, report = _test_report(model, data, normalize, device)
+    probs, report = _test_report(model, data, normalize, device, result.config["tta"])
     for key, value in report.items():
         setattr(result, key, value)
     result.test_probabilities, result.test_labels = probs, data.test_labels
@@ -476,7 +478,7 @@ def evaluate_checkpoint(store: RunStore, dataset: ImageDataset | None = None, de
         raise CheckpointError(f"This checkpoint does not fit {data.name}'s images or classes.")
     torch_device = resolve_device(device)
     normalize = Normalizer(checkpoint.meta["mean"], checkpoint.meta["std"], torch_device)
-    probs, report = _test_report(checkpoint.model.to(torch_device), data, normalize, torch_device)
+    probs, report = _test_report(checkpoint.model.to(torch_device), data, normalize, torch_device, store.config().tta)
     store.write_evaluation(report, probs, data.test_labels)
     store.update_status(test_accuracy=report["test_accuracy"], device=describe_device(torch_device),
                         params=checkpoint.meta.get("params"))

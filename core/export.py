@@ -170,7 +170,8 @@ def main():
         with torch.no_grad():
             for i in range(0, len(y), 1000):
                 x = normalize(x_u8[i:i + 1000].to(device).float() / 255)
-                correct += (model(x).argmax(1) == y[i:i + 1000].to(device)).sum().item()
+                logits = TEST_TIME_AUGMENTATIONS[cfg.tta](model, x)  # the run's test-time augmentation
+                correct += (logits.argmax(1) == y[i:i + 1000].to(device)).sum().item()
         return correct / max(1, len(y))
 
     for epoch in range(1, cfg.epochs + 1):

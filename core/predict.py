@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from core.augment import TEST_TIME_AUGMENTATIONS
 from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from core.confidence import is_sure
 from core.images import ImageRefused, read_image
@@ -40,10 +41,12 @@ def image_to_tensor(source: str | Path | BinaryIO, shape: tuple[int, int, int], 
 
 @torch.inference_mode()
 def predict_tensor(checkpoint: Checkpoint, unit_images: torch.Tensor) -> torch.Tensor:
-    """Class probabilities (N x K) for images on [0, 1] of the checkpoint's input shape."""
+    """Class probabilities (N x K) for images on [0, 1] of the checkpoint's input shape, with the test-time
+    augmentation its run evaluated with."""
     normalize = Normalizer(checkpoint.meta["mean"], checkpoint.meta["std"])
+    views = TEST_TIME_AUGMENTATIONS[checkpoint.meta.get("config", {}).get("tta", "none")]
     checkpoint.model.eval()
-    return checkpoint.model(normalize(unit_images)).softmax(1)
+    return views(checkpoint.model, normalize(unit_images)).softmax(1)
 
 
 def predict_files(checkpoint: Checkpoint, paths: list[str]) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from core.augment import AUGMENTATIONS
+from core.augment import AUGMENTATIONS, TEST_TIME_AUGMENTATIONS, TEST_TIME_DESCRIPTIONS
 from core.config import BEST_BY, DEVICES, TEST_SCALINGS, TrainConfig
 from core.data import DATASETS, DatasetUnavailable, ImageDataset
 from core.engine import TrainResult, load_result, resolve_dataset, train
@@ -64,6 +64,8 @@ def build_parser(d: TrainConfig | None = None) -> argparse.ArgumentParser:
                    help="; ".join(f"{k}: {v}" for k, v in INPUT_SCALINGS.items()))
     p.add_argument("--test-scaling", default=d.test_scaling, choices=list(TEST_SCALINGS),
                    help="how test images are fed: 'same' as training images, or another scaling (a lecture's mismatch, replayed)")
+    p.add_argument("--tta", default=d.tta, choices=list(TEST_TIME_AUGMENTATIONS),
+                   help="test-time augmentation of every prediction: " + "; ".join(f"{k}: {v}" for k, v in TEST_TIME_DESCRIPTIONS.items()))
     p.add_argument("--best-by", default=d.best_by, choices=list(BEST_BY), help="which validation number picks the checkpoint kept")
     p.add_argument("--val-split", type=float, default=d.val_split)
     p.add_argument("--test-each-epoch", action=argparse.BooleanOptionalAction, default=d.test_each_epoch,

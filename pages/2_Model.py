@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.augment import AUGMENTATIONS, DESCRIPTIONS
+from core.augment import AUGMENTATIONS, DESCRIPTIONS, TEST_TIME_AUGMENTATIONS, TEST_TIME_DESCRIPTIONS
 from core.config import BATCH_SIZES, BEST_BY, DEVICES, LIMITS, LIST_LIMITS, TEST_SCALINGS, TrainConfig
 from core.data import DATASETS, train_val_indices
 from core.models import INITS, MODELS
@@ -157,6 +157,10 @@ with data_col:
                    format_func=lambda n: f"{n}: {DESCRIPTIONS[n]}")
     if "rotate" in st.session_state[PREFIX + "augment"]:
         st.number_input("Rotate by up to (degrees)", **bounds("rotate_degrees"), step=5.0, key=PREFIX + "rotate_degrees")
+    st.selectbox("Test-time augmentation", list(TEST_TIME_AUGMENTATIONS), key=PREFIX + "tta",
+                 format_func=lambda n: f"{n}: {TEST_TIME_DESCRIPTIONS[n]}",
+                 help="Every prediction of the run (validation, test, the Draw and Inside pages) averages the logits of "
+                      "these views of each image; training is unchanged. Mirrors suit photographs, not digits")
     limit = st.number_input("Train on only the first N images (0 = all)", min_value=0,
                             max_value=LIMITS["limit_train"].high, value=cfg.limit_train or 0, step=1000)
 

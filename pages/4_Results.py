@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.augment import TEST_TIME_DESCRIPTIONS
 from core.checkpoint import CheckpointError
 from core.confidence import coverage_curve
 from core.engine import load_result
@@ -38,7 +39,8 @@ except (CheckpointError, DamagedRun) as exc:
 a, b, c, d, e = st.columns(5)
 a.metric("Test accuracy", pct(r.test_accuracy))
 b.metric("Test loss", f"{r.test_loss:.4f}" if r.test_loss is not None else "–")
-c.metric("Best epoch", r.best_epoch if r.best_epoch is not None else "–", help="By validation accuracy")
+c.metric("Best epoch", r.best_epoch if r.best_epoch is not None else "–",
+         help=f"By validation {r.config.get('best_by', 'accuracy')}")
 d.metric("Training time", f"{r.train_seconds:,.1f} s")
 e.metric("Samples per second", f"{r.samples_per_second:,.0f}")
 st.caption(f"{r.message} {r.params:,} parameters, trained on {r.device}.")
@@ -47,6 +49,10 @@ if (test_scaling := r.config.get("test_scaling", "same")) != "same":
                f"inputs, replaying a lecture's mistake: every test figure on this page measures that mismatch, not "
                f"what the network learned. \"Why did it say that?\" below, Draw and Inside feed images as it trained, "
                f"so they may not show the mistakes the test figures count.")
+
+if (tta := r.config.get("tta", "none")) != "none":
+    st.info(f"Every prediction of this run averages test-time views of each image ({tta}: {TEST_TIME_DESCRIPTIONS[tta]}); "
+            f"\"Why did it say that?\" explains the image as it is.")
 
 data = run_dataset(ws, r.config["dataset"], "no mistakes are shown")
 probs, labels = r.test_probabilities, r.test_labels

@@ -309,6 +309,8 @@ def test_model_settings_travel_in_the_url(mnist):
     assert at.session_state["dataset_name"] == "fashion-mnist"
     at.number_input(key="hp_epochs").set_value(9).run()
     assert at.query_params["epochs"] == "9" and at.query_params["model"] == "lenet-bn"
+    at.selectbox(key="hp_tta").set_value("flip-translate").run()
+    assert at.query_params["tta"] == "flip-translate" and at.session_state["hp_tta"] == "flip-translate"
 
 
 def test_a_link_with_invalid_values_opens_with_defaults_and_a_notice(mnist):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.augment import AUGMENTATIONS, augment_batch, parse_augmentations
+from core.augment import AUGMENTATIONS, TEST_TIME_AUGMENTATIONS, augment_batch, parse_augmentations
 
 
 def _batch(n=64, c=1, side=28):
@@ -99,3 +99,20 @@ def test_rotation_degrees_come_from_the_config():
     assert torch.allclose(augment_batch(x, ("rotate",), _gen(), rotate_degrees=0.0), x, atol=1e-6)
     small, large = (augment_batch(x, ("rotate",), _gen(), rotate_degrees=d) for d in (5.0, 60.0))
     assert (small - x).abs().sum() < (large - x).abs().sum()
+
+
+def test_test_time_views_are_a_mean_that_flips_cannot_change():
+    """"flip" answers an image and its mirror alike; every view set is a mean (weights summing to one): a uniform
+    image, whose shifts with reflected edges are itself, gets the plain logits."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 5))
+    x = torch.rand(4, 3, 8, 8)
+    views = TEST_TIME_AUGMENTATIONS
+    with torch.no_grad():
+        torch.testing.assert_close(views["none"](model, x), model(x))
+        torch.testing.assert_close(views["flip"](model, x), views["flip"](model, x.flip(3)))
+        assert not torch.allclose(views["flip"](model, x), model(x))
+        uniform = torch.full((2, 3, 8, 8), 0.3)
+        for name, view in views.items():
+            torch.testing.assert_close(view(model, uniform), model(uniform), msg=name)
+        assert not torch.allclose(views["flip-translate"](model, x), views["flip"](model, x))

@@ -341,3 +341,25 @@ def test_a_batchnorm_hidden_layer_refuses_batches_of_one_with_a_message(small_mn
     result = train(TrainConfig(model="lenet-bn-small", batch_size=100, limit_train=601, device="cpu",
                                run_dir=str(tmp_path / "odd")), dataset=small_mnist)
     assert result.status == "finished" and result.steps[-1]["step"] == 6
+
+
+def test_test_time_augmentation_feeds_every_prediction_of_the_run(small_mnist, tmp_path):
+    """tta="flip": the test probabilities are the softmax of the mean of each image's and its mirror's logits,
+    from the kept checkpoint; validation uses it too, the Draw page's predictions too; training is unchanged."""
+    from core.preprocess import Normalizer
+
+    cfg = _cfg(tmp_path, epochs=2, limit_train=1000)
+    plain = train(cfg, dataset=small_mnist)
+    flipped = train(dataclasses.replace(cfg, tta="flip"), dataset=small_mnist)
+    assert [e["train_loss"] for e in flipped.epochs] == [e["train_loss"] for e in plain.epochs]
+    assert [e["val_loss"] for e in flipped.epochs] != [e["val_loss"] for e in plain.epochs]
+    checkpoint = load_checkpoint(flipped.checkpoint)
+    model = checkpoint.model.eval()
+    x = Normalizer(checkpoint.meta["mean"], checkpoint.meta["std"])(small_mnist.test_images.float() / 255)
+    with torch.no_grad():
+        expected = ((model(x) + model(x.flip(3))) / 2).softmax(1)
+    torch.testing.assert_close(flipped.test_probabilities, expected)
+    assert not torch.allclose(plain.test_probabilities, expected)
+    digits = small_mnist.test_images[:4].float() / 255
+    with torch.no_grad():
+        torch.testing.assert_close(predict_tensor(checkpoint, digits), predict_tensor(checkpoint, digits.flip(3)))

@@ -95,7 +95,7 @@ def test_onnx_export_matches_torch_in_onnxruntime(finished_run, small_mnist, tmp
 
 def test_exported_script_trains_with_plain_torch(tmp_path, mnist):
     cfg = TrainConfig(model="lenet5", epochs=1, batch_size=64, augment=("rotate",), limit_train=3000, val_split=0.05,
-                      input_scaling="symmetric")
+                      input_scaling="symmetric", tta="flip-translate")
     script = tmp_path / "retrain.py"
     script.write_text(standalone_script(cfg, "a test run"))
     assert "core" not in {line.split()[1].split(".")[0] for line in script.read_text().splitlines()
