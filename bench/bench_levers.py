@@ -1,7 +1,7 @@
 """Benchmark: the speed levers of issue 9 on the default MNIST config, each trained in this one process.
 
 Each variant trains the full MNIST training set with one seed and prints its test
-accuracy, training seconds (the engine's own count, steps only), the epoch seconds
+accuracy, training seconds (the engine's own count: the steps), the epoch seconds
 beyond the steps (validation, checkpoints, Resume's file) and its ratio to the
 baseline (the default config) measured first in the same process. bfloat16 autocast
 on the CPU, which the engine does not offer, is patched in here only to measure it.

@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from core.augment import TEST_TIME_AUGMENTATIONS
 from core.config import ANY_NUMBER, LIST_LIMITS, Limit, within
 from core.data import MAX_CLASSES
 from core.files import atomic_write, write_json
@@ -46,6 +47,11 @@ class Checkpoint:
     @property
     def class_names(self) -> list[str]:
         return self.meta["class_names"]
+
+    @property
+    def tta(self) -> str:
+        """The test-time augmentation its run predicted with (core.augment.TEST_TIME_AUGMENTATIONS)."""
+        return (self.meta.get("config") or {}).get("tta", "none")
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
@@ -113,6 +119,9 @@ def check_description(meta: Any, source: str) -> dict[str, Any]:
                                                                 and all(within(size, h) for h in hidden))):
         raise refuse(f"config must be an object whose hidden, if given, lists {fewest} to {most} layer sizes "
                      f"from {size.low} to {size.high:,}")
+    tta = config.get("tta", "none")
+    if not (isinstance(tta, str) and tta in TEST_TIME_AUGMENTATIONS):
+        raise refuse(f"config's tta must be one of {', '.join(TEST_TIME_AUGMENTATIONS)}")
     if "dataset" in meta and not isinstance(meta["dataset"], str):
         raise refuse("dataset must be a name")
     if meta.get("threshold") is not None and not within(PROBABILITY, meta["threshold"]):

@@ -11,16 +11,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.metrics import EVAL_BATCH, autocast
+from core.metrics import EVAL_BATCH, autocast, predict_probabilities
 from core.preprocess import Normalizer, to_unit
 
 EMBEDDED_IMAGES = 2000
 
 
 @torch.inference_mode()
-def penultimate_features(model: nn.Module, images_u8: torch.Tensor, normalize: Normalizer,
-                         device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N x D features the last linear layer receives, N predicted classes), on the CPU."""
+def penultimate_features(model: nn.Module, images_u8: torch.Tensor, normalize: Normalizer, device: torch.device,
+                         tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+    """(N x D features the last linear layer receives, N predicted classes), on the CPU: the features of each
+    image as it is, the classes the run answers (with its test-time augmentation `tta`)."""
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     captured: list[torch.Tensor] = []
     hook = last.register_forward_pre_hook(lambda _module, inputs: captured.append(inputs[0].float().cpu()))
@@ -32,6 +33,8 @@ def penultimate_features(model: nn.Module, images_u8: torch.Tensor, normalize: N
                 predicted.append(model(normalize(to_unit(images_u8[start:start + EVAL_BATCH].to(device)))).argmax(1).cpu())
     finally:
         hook.remove()
+    if tta != "none":
+        return torch.cat(captured), predict_probabilities(model, images_u8, normalize, device, tta=tta).argmax(1).cpu()
     return torch.cat(captured), torch.cat(predicted)
 
 

@@ -209,7 +209,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     first_layer = first_convolution(model)
     embedded = data.test_images[:EMBEDDED_IMAGES], data.test_labels[:EMBEDDED_IMAGES]
     if not progress["epoch"]:  # as initialised: the Inside page starts from noise and mixed classes
-        _save_insides(store, 0, model, first_layer, embedded, normalize, device)
+        _save_insides(store, 0, model, first_layer, embedded, normalize, device, cfg.tta)
     resumed = f" (resumed after epoch {progress['epoch']})" if progress["epoch"] else ""
     emit(StartEvent(result.device, result.params, total_steps, list(result.epochs), list(result.steps)))
     emit(StatusEvent(RunStatus.RUNNING, f"Training {cfg.model} on {result.device}{resumed}"))
@@ -308,7 +308,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         result.best_epoch = progress["best_epoch"]
         progress.update(epoch=epoch, step=step, train_time=train_time, samples_seen=samples_seen)
         save_checkpoint(store.last_checkpoint, model, meta)
-        _save_insides(store, epoch, model, first_layer, embedded, normalize, device)
+        _save_insides(store, epoch, model, first_layer, embedded, normalize, device, cfg.tta)
         # the one write Resume depends on; everything that reports this epoch comes after it
         store.save_training_state(model, optimizer, scheduler, gen, progress, result.epochs, result.steps, best_state)
         emit(record)
@@ -339,12 +339,14 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
 
 
 def _save_insides(store: RunStore, epoch: int, model: nn.Module, first_layer: nn.Module | None,
-                  embedded: tuple[torch.Tensor, torch.Tensor], normalize: Normalizer, device: torch.device) -> None:
+                  embedded: tuple[torch.Tensor, torch.Tensor], normalize: Normalizer, device: torch.device,
+                  tta: str) -> None:
     """What the Inside page shows of this epoch: the first convolution's kernels, and the test images'
-    penultimate features in 2-D, fed as the network trained (for display only; nothing is chosen by them)."""
+    penultimate features in 2-D, fed as the network trained, and its answers to them (with the run's
+    test-time augmentation; for display only, nothing is chosen by them)."""
     if first_layer is not None:
         store.save_epoch("filters", epoch, {"weight": first_layer.weight.float()})
-    features, predicted = penultimate_features(model, embedded[0], normalize, device)
+    features, predicted = penultimate_features(model, embedded[0], normalize, device, tta)
     if not bool(features.isfinite().all()):
         return  # a diverging network: the loop ends the run as diverged at its next step event
     previous = store.history("embedding").get(epoch - 1, {}).get("points")

@@ -99,17 +99,19 @@ def import_checkpoint_zip(data: bytes, name: str, root: Path | None = None) -> R
 
 
 class _WithNormalization(nn.Module):
-    """The exported model takes images on [0, 1] and does its own normalisation."""
+    """The exported model takes images on [0, 1] and does its own normalisation and its run's test-time
+    augmentation, so it answers as the run's own predictions do."""
 
     def __init__(self, checkpoint: Checkpoint) -> None:
         super().__init__()
         self.model = checkpoint.model
+        self.views = augment.TEST_TIME_AUGMENTATIONS[checkpoint.tta]
         normalize = Normalizer(checkpoint.meta["mean"], checkpoint.meta["std"])
         self.register_buffer("mean", normalize.mean)
         self.register_buffer("std", normalize.std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std).softmax(1)
+        return self.views(self.model, (x - self.mean) / self.std).softmax(1)
 
 
 def to_onnx(checkpoint: Checkpoint, path: Path) -> Path:

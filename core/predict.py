@@ -44,9 +44,8 @@ def predict_tensor(checkpoint: Checkpoint, unit_images: torch.Tensor) -> torch.T
     """Class probabilities (N x K) for images on [0, 1] of the checkpoint's input shape, with the test-time
     augmentation its run evaluated with."""
     normalize = Normalizer(checkpoint.meta["mean"], checkpoint.meta["std"])
-    views = TEST_TIME_AUGMENTATIONS[checkpoint.meta.get("config", {}).get("tta", "none")]
     checkpoint.model.eval()
-    return views(checkpoint.model, normalize(unit_images)).softmax(1)
+    return TEST_TIME_AUGMENTATIONS[checkpoint.tta](checkpoint.model, normalize(unit_images)).softmax(1)
 
 
 def predict_files(checkpoint: Checkpoint, paths: list[str]) -> list[dict[str, Any]]:

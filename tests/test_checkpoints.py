@@ -168,6 +168,8 @@ def test_a_checkpoint_zip_with_a_bad_description_or_a_lying_config_is_refused(sa
 def test_values_too_large_for_a_float_or_of_the_wrong_kind_are_refused_not_raised(saved, tmp_path):
     for meta, message in [({**META, "mean": [10**400]}, "mean must be 1 finite number"),
                           ({**META, "input_shape": [1.0, 28, 28]}, "input_shape is"),
-                          ({**META, "config": {"hidden": [10**400]}}, "config must be an object")]:
+                          ({**META, "config": {"hidden": [10**400]}}, "config must be an object"),
+                          ({**META, "config": {"tta": "rotate"}}, "tta must be one of none, flip"),
+                          ({**META, "config": {"tta": ["flip"]}}, "tta must be one of")]:
         with pytest.raises(CheckpointError, match=message):
             load_checkpoint(_with_meta(saved, tmp_path, meta))

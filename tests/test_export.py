@@ -91,6 +91,12 @@ def test_onnx_export_matches_torch_in_onnxruntime(finished_run, small_mnist, tmp
     assert got.shape == (256, 10)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert (got.argmax(1) == expected.argmax(1)).all()
+    # a run with test-time augmentation exports it too: the file answers as the run's own predictions do
+    checkpoint.meta["config"]["tta"] = "flip-translate"
+    session = ort.InferenceSession(str(to_onnx(checkpoint, tmp_path / "tta.onnx")), providers=["CPUExecutionProvider"])
+    (got_tta,) = session.run(["probabilities"], {"images": images.numpy()})
+    np.testing.assert_allclose(got_tta, predict_tensor(checkpoint, images).numpy(), atol=1e-5)
+    assert not np.allclose(got_tta, got, atol=1e-3)
 
 
 def test_exported_script_trains_with_plain_torch(tmp_path, mnist):
