@@ -33,28 +33,20 @@ class OnUnitPixels(nn.Module):
         return self.model((x - self.mean) / self.std)
 
 
-ACTIVATIONS = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU)
-ELEMENTWISE = (nn.BatchNorm2d, *ACTIVATIONS)  # keep a feature map's shape
+ELEMENTWISE = (nn.BatchNorm2d, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU)  # keep a feature map's shape
 
 
 def gradcam_layer(model: nn.Module) -> nn.Module | None:
     """The layer Grad-CAM looks at: the last stage of the network (one of its top-level children) that holds a
     convolution (a LeNet's second convolution, a ResNet's last residual block), taken after the normalisation and
-    activation that follow it, since Grad-CAM weighs what the layer passes on (past a pooling layer when the
-    activation comes after it, as in lenet-bn-small); None without a convolution."""
+    activation that follow it, since Grad-CAM weighs what the layer passes on; None without a convolution."""
     stages = list(model.children())
     holding = [i for i, stage in enumerate(stages) if any(isinstance(m, nn.Conv2d) for m in stage.modules())]
     if not holding:
         return None
     last = holding[-1]
-    while last + 1 < len(stages):
-        if isinstance(stages[last + 1], ELEMENTWISE):
-            last += 1
-        elif (isinstance(stages[last + 1], (nn.MaxPool2d, nn.AvgPool2d)) and last + 2 < len(stages)
-              and isinstance(stages[last + 2], ACTIVATIONS)):
-            last += 2
-        else:
-            break
+    while last + 1 < len(stages) and isinstance(stages[last + 1], ELEMENTWISE):
+        last += 1
     return stages[last]
 
 

@@ -119,8 +119,8 @@ def test_data_page_refuses_a_bad_upload_with_a_message():
 
 def test_model_page_layer_table_recipes_and_lr_plot(mnist):
     at = open_page("pages/2_Model.py")
-    assert at.selectbox(key="hp_model").value == "lenet-bn-small"
-    assert any("77,198 parameters" in m.value for m in at.markdown)
+    assert at.selectbox(key="hp_model").value == "lenet-bn-fast"
+    assert any("141,090 parameters" in m.value for m in at.markdown)
     lr_plot = figures(at)[0]
     assert lr_plot["layout"]["title"]["text"].startswith("Learning rate: onecycle")
     at.button(key="recipe_lenet5-classic-sgd").click().run()
@@ -320,7 +320,7 @@ def test_a_link_with_invalid_values_opens_with_defaults_and_a_notice(mnist):
     at.run()
     assert not at.exception
     assert "lr='fast'" in at.warning[0].value and "defaults" in at.warning[0].value
-    assert at.selectbox(key="hp_model").value == "lenet-bn-small" and at.number_input(key="hp_lr").value == 0.02
+    assert at.selectbox(key="hp_model").value == "lenet-bn-fast" and at.number_input(key="hp_lr").value == 0.03
 
 
 def edge_links() -> list[dict[str, str]]:
@@ -421,8 +421,8 @@ def test_inside_shows_filters_per_epoch_feature_maps_and_why(two_runs):
     at = open_page("pages/5_Inside.py")
     assert at.select_slider(key="filters_epoch").value == 1 and at.select_slider(key="filters_epoch").options == ["0 (as initialised)", "1"]
     assert [m.value for m in at.markdown if m.value.startswith("**") and " · " in m.value] == [
-        "**conv1** · Conv2d · 12 x 24 x 24", "**pool1** · MaxPool2dChannelsLast · 12 x 12 x 12",
-        "**conv2** · Conv2d · 32 x 8 x 8", "**pool2** · MaxPool2dChannelsLast · 32 x 4 x 4"]  # the default lenet-bn-small
+        "**conv1** · Conv2d · 8 x 24 x 24", "**pool1** · MaxPool2d · 8 x 12 x 12", "**conv2** · Conv2d · 32 x 8 x 8",
+        "**pool2** · MaxPool2d · 32 x 4 x 4"]  # the default lenet-bn-fast
     assert titled(at, "conv1, channel 0")["data"][0]["type"] == "heatmap"
     at.selectbox(key="maps_layer").set_value(2).run()
     at.number_input(key="maps_channel").set_value(15).run()

@@ -187,8 +187,8 @@ def test_the_saliency_of_a_correct_digit_lies_mostly_on_its_ink(trained, small_m
 def test_grad_cam_looks_at_the_last_convolution_and_refuses_an_mlp():
     lenet = build_model("lenet5", (1, 28, 28), 10)
     assert gradcam_layer(lenet) is lenet[4]  # the second convolution's ReLU: what it passes on
-    default = build_model("lenet-bn-small", (1, 28, 28), 10)
-    assert gradcam_layer(default) is default[7]  # it pools before its ReLU: the ReLU after the pooling
+    default = build_model("lenet-bn-fast", (1, 28, 28), 10)
+    assert gradcam_layer(default) is default[6]  # after the second convolution's BatchNorm and ReLU
     resnet = build_model("resnet-mini", (3, 32, 32), 10)
     assert type(gradcam_layer(resnet)).__name__ == "BasicBlock"
     cam = attribution(resnet, [0.5] * 3, [0.25] * 3, torch.rand(3, 32, 32), 3, "gradcam")

@@ -52,7 +52,7 @@ def test_tensorboard_reads_the_scalars(small_mnist, tmp_path):
     tags = set(events.Tags()["scalars"])
     assert {"step/train_loss", "step/learning_rate", "epoch/val_accuracy", "epoch/train_loss"} <= tags
     assert [e.step for e in events.Scalars("epoch/val_accuracy")] == [1, 2]
-    assert {"layers/conv1/grad_norm", "layers/fc2/std", "layers/conv2/mean"} <= tags  # lenet-bn-small: two linear layers
+    assert {"layers/conv1/grad_norm", "layers/fc2/std", "layers/conv2/mean"} <= tags  # lenet-bn-fast: two linear layers
     histograms = set(events.Tags()["histograms"])
     assert histograms == {f"activations/{name}" for name in ("conv1", "conv2", "fc1", "fc2")}
     assert [e.step for e in events.Histograms("activations/conv1")] == [10, 20]  # one per epoch: 640 / 64 steps each
