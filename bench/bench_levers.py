@@ -49,7 +49,7 @@ VARIANTS = {  # name: (config changes, patch)
     "batch 512, lr 0.03": (dict(batch_size=512, lr=0.03), contextlib.nullcontext),
     "no validation": (dict(val_split=0.0), contextlib.nullcontext),
     "bf16 autocast": ({}, cpu_bf16),
-    "channels-last throughout": (dict(channels_last=True), contextlib.nullcontext),
+    "channels-last (--channels-last)": (dict(channels_last=True), contextlib.nullcontext),
 }
 
 

@@ -42,6 +42,8 @@ def main() -> None:
     data = resolve_dataset(args.dataset or store.config().dataset)
     device = resolve_device(args.device)
     model = checkpoint.model.to(device)
+    if store.config().channels_last:  # as the engine evaluated it
+        model = model.to(memory_format=torch.channels_last)
     normalize = Normalizer(checkpoint.meta["mean"], checkpoint.meta["std"], device)
     predict_probabilities(model, data.test_images[:1000], normalize, device)  # untimed: the first pass sets up kernels
     plain = None

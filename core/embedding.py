@@ -30,10 +30,12 @@ def penultimate_features(model: nn.Module, images_u8: torch.Tensor, normalize: N
     try:
         for start in range(0, len(images_u8), EVAL_BATCH):  # in the batches, and the precision, of the evaluation
             with autocast(device):
-                predicted.append(model(normalize(to_unit(images_u8[start:start + EVAL_BATCH].to(device)))).argmax(1).cpu())
+                logits = model(normalize(to_unit(images_u8[start:start + EVAL_BATCH].to(device))))
+            if tta == "none":
+                predicted.append(logits.argmax(1).cpu())
     finally:
         hook.remove()
-    if tta != "none":
+    if tta != "none":  # the answers of the views' mean, as every prediction of the run
         return torch.cat(captured), predict_probabilities(model, images_u8, normalize, device, tta=tta).argmax(1).cpu()
     return torch.cat(captured), torch.cat(predicted)
 

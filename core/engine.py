@@ -168,6 +168,10 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     test_normalize = normalize if cfg.test_scaling == "same" else Normalizer(
         *input_stats(cfg.test_scaling, data.mean, data.std), device)
 
+    if cfg.tta == "flip-translate" and min(data.input_shape[1:]) < 2:
+        raise ValueError("flip-translate shifts each image by a pixel, which needs images of at least 2 x 2 pixels: "
+                         "choose another test-time augmentation.")
+
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.init, cfg.hidden).to(device)
     if min(cfg.batch_size, len(train_idx)) < 2 and any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):
@@ -480,7 +484,7 @@ def evaluate_checkpoint(store: RunStore, dataset: ImageDataset | None = None, de
         raise CheckpointError(f"This checkpoint does not fit {data.name}'s images or classes.")
     torch_device = resolve_device(device)
     normalize = Normalizer(checkpoint.meta["mean"], checkpoint.meta["std"], torch_device)
-    probs, report = _test_report(checkpoint.model.to(torch_device), data, normalize, torch_device, store.config().tta)
+    probs, report = _test_report(checkpoint.model.to(torch_device), data, normalize, torch_device, checkpoint.tta)
     store.write_evaluation(report, probs, data.test_labels)
     store.update_status(test_accuracy=report["test_accuracy"], device=describe_device(torch_device),
                         params=checkpoint.meta.get("params"))

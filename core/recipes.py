@@ -185,7 +185,7 @@ RECIPES: dict[str, Recipe] = {
 
 
 # a lecture's curve still applies epoch by epoch, and beside its corrected replay too
-IGNORED_BY_LECTURE = ("epochs", "seed", "device", "run_dir", "test_each_epoch", "test_scaling")
+IGNORED_BY_LECTURE = ("epochs", "seed", "device", "run_dir", "test_each_epoch", "test_scaling", "tta")
 
 
 def lecture(cfg: TrainConfig) -> tuple[str, Recipe] | None:

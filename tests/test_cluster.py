@@ -29,7 +29,8 @@ from tests.conftest import REPO  # noqa: E402
 from tests.test_app import open_page  # noqa: E402
 from tests.test_scheduler import stops_within_a_second, wait_for  # noqa: E402
 
-SHORT = dict(epochs=1, batch_size=64, limit_train=600, val_split=0.05, model="mlp", device="auto")
+# lr pinned: the default suits the default network; these nine steps of an MLP learn at 0.01 (45 to 65 %, seeds 0-3)
+SHORT = dict(epochs=1, batch_size=64, limit_train=600, val_split=0.05, model="mlp", lr=0.01, device="auto")
 ENDED = {RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.CANCELLED}
 
 

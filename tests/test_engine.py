@@ -348,11 +348,14 @@ def test_test_time_augmentation_feeds_every_prediction_of_the_run(small_mnist, t
     from the kept checkpoint; validation uses it too, the Draw page's predictions too; training is unchanged."""
     from core.preprocess import Normalizer
 
-    cfg = _cfg(tmp_path, epochs=2, limit_train=1000)
+    cfg = _cfg(tmp_path, epochs=1, limit_train=1000)
     plain = train(cfg, dataset=small_mnist)
     flipped = train(dataclasses.replace(cfg, tta="flip"), dataset=small_mnist)
     assert [e["train_loss"] for e in flipped.epochs] == [e["train_loss"] for e in plain.epochs]
     assert [e["val_loss"] for e in flipped.epochs] != [e["val_loss"] for e in plain.epochs]
+    with pytest.raises(ValueError, match="at least 2 x 2 pixels"):
+        train(dataclasses.replace(cfg, model="mlp", tta="flip-translate"), dataset=dataclasses.replace(
+            small_mnist, train_images=small_mnist.train_images[:, :, :1], test_images=small_mnist.test_images[:, :, :1]))
     checkpoint = load_checkpoint(flipped.checkpoint)
     model = checkpoint.model.eval()
     x = Normalizer(checkpoint.meta["mean"], checkpoint.meta["std"])(small_mnist.test_images.float() / 255)
@@ -360,6 +363,8 @@ def test_test_time_augmentation_feeds_every_prediction_of_the_run(small_mnist, t
         expected = ((model(x) + model(x.flip(3))) / 2).softmax(1)
     torch.testing.assert_close(flipped.test_probabilities, expected)
     assert not torch.allclose(plain.test_probabilities, expected)
+    answers = RunStore(Path(flipped.run_dir)).history("embedding")[1]["predicted"]  # the Inside page's embedding
+    assert torch.equal(answers, expected[:len(answers)].argmax(1))
     digits = small_mnist.test_images[:4].float() / 255
     with torch.no_grad():
         torch.testing.assert_close(predict_tensor(checkpoint, digits), predict_tensor(checkpoint, digits.flip(3)))
