@@ -76,7 +76,7 @@ RECIPES: dict[str, Recipe] = {
     "cifar-cpu": Recipe(
         "CIFAR-10 on a laptop's CPU, in minutes",
         "cnn4 (four stages of two convolutions, 295,290 parameters) on channels-last memory, flips and 2-pixel crops, "
-        "SGD with Nesterov momentum and one-cycle, label smoothing 0.2, and test-time flips (a point more for 1.8x "
+        "SGD with Nesterov momentum and one-cycle, label smoothing 0.2, and test-time flips (a point more for twice "
         "the test pass): for a lecture without a GPU.",
         dict(dataset="cifar10", model="cnn4", channels_last=True, optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True,
              weight_decay=5e-4, scheduler="onecycle", batch_size=256, epochs=10, augment=("flip", "crop"),
