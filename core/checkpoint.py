@@ -122,6 +122,8 @@ def check_description(meta: Any, source: str) -> dict[str, Any]:
     tta = config.get("tta", "none")
     if not (isinstance(tta, str) and tta in TEST_TIME_AUGMENTATIONS):
         raise refuse(f"config's tta must be one of {', '.join(TEST_TIME_AUGMENTATIONS)}")
+    if tta == "flip-translate" and min(shape[1:]) < 2:
+        raise refuse("config's tta flip-translate needs images of at least 2 x 2 pixels")
     if "dataset" in meta and not isinstance(meta["dataset"], str):
         raise refuse("dataset must be a name")
     if meta.get("threshold") is not None and not within(PROBABILITY, meta["threshold"]):

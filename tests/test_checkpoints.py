@@ -170,6 +170,7 @@ def test_values_too_large_for_a_float_or_of_the_wrong_kind_are_refused_not_raise
                           ({**META, "input_shape": [1.0, 28, 28]}, "input_shape is"),
                           ({**META, "config": {"hidden": [10**400]}}, "config must be an object"),
                           ({**META, "config": {"tta": "rotate"}}, "tta must be one of none, flip"),
-                          ({**META, "config": {"tta": ["flip"]}}, "tta must be one of")]:
+                          ({**META, "config": {"tta": ["flip"]}}, "tta must be one of"),
+                          ({**META, "input_shape": [1, 1, 28], "config": {"tta": "flip-translate"}}, "at least 2 x 2")]:
         with pytest.raises(CheckpointError, match=message):
             load_checkpoint(_with_meta(saved, tmp_path, meta))
