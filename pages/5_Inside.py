@@ -26,6 +26,7 @@ model, meta, names = checkpoint.model, checkpoint.meta, checkpoint.class_names
 filters_tab, embedding_tab, maps_tab, why_tab = st.tabs(["Filters", "Embedding", "Feature maps", "Why this answer"])
 
 with filters_tab:
+    convolutions = convolution_layers(model)
     history = store.history("filters")
     if history:
         epochs = list(history)
@@ -35,14 +36,18 @@ with filters_tab:
         show(filter_grid(kernels[:MOST_CHANNELS], cell=64), width=min(900, 66 * min(8, len(kernels))),
              caption=f"the first convolution's {kernels.shape[0]} kernels of {kernels.shape[2]} x {kernels.shape[3]} "
                      f"pixels after epoch {epoch}")
-        st.caption("Slide from epoch 0: the kernels start as noise. A first layer that has learned shows smooth "
-                   "patterns with a bright side and a dark side: edge and stroke detectors at one angle each. Kernels "
-                   "that stay speckled did not learn (too few epochs, a learning rate too small, or a layer that "
-                   "receives no gradient).")
+        if convolutions and not convolutions[0][1].weight.requires_grad:
+            st.caption("This first layer does not learn: its kernels are computed from the training images before "
+                       "the first step (airbench's whitening: the main directions of the images' 2 x 2 patches, and "
+                       "their negatives), so every epoch shows the same ones. The layers after it learn.")
+        else:
+            st.caption("Slide from epoch 0: the kernels start as noise. A first layer that has learned shows smooth "
+                       "patterns with a bright side and a dark side: edge and stroke detectors at one angle each. "
+                       "Kernels that stay speckled did not learn (too few epochs, a learning rate too small, or a "
+                       "layer that receives no gradient).")
     else:
         st.info("This run has no filter history to show: a network without a convolution, a run trained before "
                 "filters were kept, or a damaged filters.safetensors.")
-    convolutions = convolution_layers(model)
     if len(convolutions) > 1:
         st.subheader("Deeper layers")
         layer = st.selectbox("Convolution", range(1, len(convolutions)), key="filters_layer",

@@ -417,6 +417,24 @@ def test_a_run_of_a_lecture_recipe_is_drawn_beside_the_lectures_curve(small_mnis
     assert "lecture (test, course-lenet5-classic-xavier)" in {t["name"] for t in accuracy["data"]}
 
 
+def test_inside_says_a_first_layer_fitted_to_the_data_does_not_learn(tmp_path, monkeypatch):
+    """airbench's whitening kernels are computed from the images, not trained: the Filters tab must not tell the
+    learner they start as noise."""
+    from core.data import ImageDataset
+    from core.engine import train
+
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    g = torch.Generator().manual_seed(0)
+    tiny = ImageDataset("cifar10", torch.randint(0, 256, (64, 3, 32, 32), generator=g, dtype=torch.uint8),
+                        torch.arange(64) % 10, torch.randint(0, 256, (20, 3, 32, 32), generator=g, dtype=torch.uint8),
+                        torch.arange(20) % 10, tuple(f"c{i}" for i in range(10)), (0.5,) * 3, (0.25,) * 3)
+    train(TrainConfig(dataset="cifar10", model="airbench", epochs=1, batch_size=32, device="cpu"), dataset=tiny)
+    at = open_page("pages/5_Inside.py")
+    captions = [c.value for c in at.caption]
+    assert any("This first layer does not learn" in c for c in captions)
+    assert not any("the kernels start as noise" in c for c in captions)
+
+
 def test_inside_shows_filters_per_epoch_feature_maps_and_why(two_runs):
     at = open_page("pages/5_Inside.py")
     assert at.select_slider(key="filters_epoch").value == 1 and at.select_slider(key="filters_epoch").options == ["0 (as initialised)", "1"]
