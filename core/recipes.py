@@ -87,7 +87,7 @@ RECIPES: dict[str, Recipe] = {
         "cnn4-wide (1.16 million parameters) with the cifar-cpu recipe for more epochs.",
         dict(dataset="cifar10", model="cnn4-wide", channels_last=True, optimizer="sgd", lr=0.2, momentum=0.9,
              nesterov=True, weight_decay=5e-4, scheduler="onecycle", batch_size=256, epochs=20, augment=("flip", "crop"),
-             label_smoothing=0.2, val_split=0.0),
+             label_smoothing=0.2, val_split=0.0, tta="flip"),
     ),
     "lenet5-classic-sgd": Recipe(
         "LeNet-5 classic, default initialisation",
