@@ -160,6 +160,12 @@ TEST_TIME_AUGMENTATIONS: dict[str, TestTimeAugmentation] = {
     "flip-translate": _mirrored_and_shifted,
 }
 
+def test_time_views_fit(name: str, height: int, width: int) -> bool:
+    """Whether the named views can be taken of images of this size: flip-translate shifts by a pixel with
+    reflected edges, which needs at least 2 x 2 pixels."""
+    return name != "flip-translate" or min(height, width) >= 2
+
+
 TEST_TIME_DESCRIPTIONS: dict[str, str] = {
     "none": "each image as it is",
     "flip": "the mean of the image's and its mirror's logits: 2 passes (not for digits!)",

@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from core.augment import TEST_TIME_AUGMENTATIONS
+from core.augment import TEST_TIME_AUGMENTATIONS, test_time_views_fit
 from core.config import ANY_NUMBER, LIST_LIMITS, Limit, within
 from core.data import MAX_CLASSES
 from core.files import atomic_write, write_json
@@ -122,7 +122,7 @@ def check_description(meta: Any, source: str) -> dict[str, Any]:
     tta = config.get("tta", "none")
     if not (isinstance(tta, str) and tta in TEST_TIME_AUGMENTATIONS):
         raise refuse(f"config's tta must be one of {', '.join(TEST_TIME_AUGMENTATIONS)}")
-    if tta == "flip-translate" and min(shape[1:]) < 2:
+    if not test_time_views_fit(tta, *shape[1:]):
         raise refuse("config's tta flip-translate needs images of at least 2 x 2 pixels")
     if "dataset" in meta and not isinstance(meta["dataset"], str):
         raise refuse("dataset must be a name")

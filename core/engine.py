@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.augment import augment_batch
+from core.augment import augment_batch, test_time_views_fit
 from core.checkpoint import CheckpointError, load_checkpoint, read_description, save_checkpoint
 from core.confidence import not_sure_threshold
 from core.config import ANY_NUMBER, COUNT, TrainConfig, within
@@ -168,7 +168,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     test_normalize = normalize if cfg.test_scaling == "same" else Normalizer(
         *input_stats(cfg.test_scaling, data.mean, data.std), device)
 
-    if cfg.tta == "flip-translate" and min(data.input_shape[1:]) < 2:
+    if not test_time_views_fit(cfg.tta, *data.input_shape[1:]):
         raise ValueError("flip-translate shifts each image by a pixel, which needs images of at least 2 x 2 pixels: "
                          "choose another test-time augmentation.")
 
