@@ -439,8 +439,8 @@ def test_inside_shows_filters_per_epoch_feature_maps_and_why(two_runs):
     at = open_page("pages/5_Inside.py")
     assert at.select_slider(key="filters_epoch").value == 1 and at.select_slider(key="filters_epoch").options == ["0 (as initialised)", "1"]
     assert [m.value for m in at.markdown if m.value.startswith("**") and " · " in m.value] == [
-        "**conv1** · Conv2d · 8 x 24 x 24", "**pool1** · MaxPool2d · 8 x 12 x 12", "**conv2** · Conv2d · 32 x 8 x 8",
-        "**pool2** · MaxPool2d · 32 x 4 x 4"]  # the default lenet-bn-fast
+        "**conv1** · Conv2d · 8 x 24 x 24", "**pool1** · MaxPool2x2 · 8 x 12 x 12", "**conv2** · Conv2d · 32 x 8 x 8",
+        "**pool2** · MaxPool2x2 · 32 x 4 x 4"]  # the default lenet-bn-fast
     assert titled(at, "conv1, channel 0")["data"][0]["type"] == "heatmap"
     at.selectbox(key="maps_layer").set_value(2).run()
     at.number_input(key="maps_channel").set_value(15).run()

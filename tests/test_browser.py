@@ -58,7 +58,7 @@ def test_train_then_draw_a_digit_and_see_the_prediction(mnist):
         page.get_by_role("link", name=re.compile("Its feature maps, layer by layer")).click()
         page.locator('[data-testid="stSidebar"]').get_by_text("your drawing").click()
         page.get_by_role("tab", name="Feature maps").click()
-        for layer in ("conv1** · Conv2d · 8 x 24 x 24", "pool2** · MaxPool2d · 32 x 4 x 4"):  # lenet-bn-fast
+        for layer in ("conv1** · Conv2d · 8 x 24 x 24", "pool2** · MaxPool2x2 · 32 x 4 x 4"):  # lenet-bn-fast
             page.get_by_text(layer.replace("**", "")).wait_for()
         page.get_by_role("tab", name="Why this answer").click()
         page.get_by_text("Grad-CAM").first.click()

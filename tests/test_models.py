@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
 
-from core.models import MODELS, build_model, count_parameters, fit_to_data
+from core.models import MODELS, MaxPool2x2, build_model, count_parameters, fit_to_data
 
 SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), "user-16px": (1, 16, 16)}
 
@@ -22,8 +25,9 @@ def test_lenet_bn_has_exactly_431220_parameters_on_mnist():
 
 
 def test_lenet5_classic_uses_sigmoid_and_average_pooling():
-    layers = {type(m).__name__ for m in build_model("lenet5-classic", (1, 28, 28), 10).modules()}
-    assert {"Sigmoid", "AvgPool2d"} <= layers and not {"ReLU", "MaxPool2d"} & layers
+    modules = list(build_model("lenet5-classic", (1, 28, 28), 10).modules())
+    assert {"Sigmoid", "AvgPool2d"} <= {type(m).__name__ for m in modules}
+    assert not any(isinstance(m, (torch.nn.ReLU, torch.nn.MaxPool2d)) for m in modules)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -81,3 +85,28 @@ def test_the_whitening_layer_decorrelates_the_patches_it_was_fitted_to():
     cov = (flat - flat.mean(0)).T @ (flat - flat.mean(0)) / len(flat)
     assert torch.allclose(cov, torch.eye(12), atol=0.05)
     assert torch.equal(whiten.weight[12:], -whiten.weight[:12]) and not whiten.weight.requires_grad
+
+
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), levels=st.integers(1, 4),
+       ceil_mode=st.booleans(), channels_last=st.booleans(), seed=st.integers(0, 2**16))
+def test_the_zoos_max_pooling_gives_pytorchs_outputs_and_gradients(n, c, h, w, levels, ceil_mode, channels_last, seed):
+    """Ties included (few levels make windows with equal pixels, as MNIST's flat background does): the gradient
+    must go to the same pixel of a window as nn.MaxPool2d sends it, or training would change."""
+    gen = torch.Generator().manual_seed(seed)
+    image = torch.randint(0, levels, (n, c, h, w), generator=gen).float()
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
+    try:
+        F.max_pool2d(image, 2, ceil_mode=ceil_mode)
+    except RuntimeError:  # an image smaller than the window: the zoo's layer refuses it too
+        with pytest.raises(RuntimeError):
+            MaxPool2x2(ceil_mode)(image)
+        return
+    ours, theirs = image.clone().requires_grad_(), image.clone().requires_grad_()
+    out = MaxPool2x2(ceil_mode)(ours)
+    expected = F.max_pool2d(theirs, 2, ceil_mode=ceil_mode)
+    assert torch.equal(out, expected)
+    upstream = torch.randn(expected.shape, generator=gen)
+    out.backward(upstream)
+    expected.backward(upstream)
+    assert torch.equal(ours.grad, theirs.grad)
