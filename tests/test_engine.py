@@ -12,7 +12,8 @@ import torch
 
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.config import TrainConfig
-from core.engine import train
+from core.engine import evaluate_checkpoint, train
+from core.export import import_checkpoint_zip, run_zip
 from core.optim import SCHEDULERS, lr_curve
 from core.predict import predict_tensor
 from core.store import RunStore
@@ -363,6 +364,11 @@ def test_test_time_augmentation_feeds_every_prediction_of_the_run(small_mnist, t
         expected = ((model(x) + model(x.flip(3))) / 2).softmax(1)
     torch.testing.assert_close(flipped.test_probabilities, expected)
     assert not torch.allclose(plain.test_probabilities, expected)
+    # the same weights imported elsewhere are evaluated with the run's test-time augmentation too
+    imported = import_checkpoint_zip(run_zip(RunStore(Path(flipped.run_dir))), "flipped.zip", tmp_path / "imported")
+    evaluate_checkpoint(imported, dataset=small_mnist, device="cpu")
+    probabilities, _ = imported.test_predictions()
+    torch.testing.assert_close(probabilities, expected)
     answers = RunStore(Path(flipped.run_dir)).history("embedding")[1]["predicted"]  # the Inside page's embedding
     assert torch.equal(answers, expected[:len(answers)].argmax(1))
     digits = small_mnist.test_images[:4].float() / 255
