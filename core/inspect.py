@@ -40,7 +40,7 @@ class FeatureMaps:
     layer: str  # conv1, pool1, conv2, ...: numbered in the order the image passes them
     module: str  # the module's path in the network, e.g. "4.body.0"
     kind: str  # conv or pool
-    module_type: str  # Conv2d, MaxPool2d, AvgPool2d
+    module_type: str  # the module's class: Conv2d, MaxPool2x2, AvgPool2d, Whitening, ...
     maps: torch.Tensor  # channels x height x width, on the CPU
 
 

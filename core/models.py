@@ -42,7 +42,10 @@ def _quarters(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 class _MaxOfQuarters(torch.autograd.Function):
     """2 x 2 max pooling of stride 2 without indices: the gradient goes to the first pixel of each window that
-    holds its maximum, row by row, the pixel PyTorch's own kernel picks, so both give the same numbers."""
+    holds its maximum, row by row, the pixel PyTorch's own kernel picks, so both give the same numbers (but for
+    a window holding NaN, whose gradient goes elsewhere: a run stops at its first non-finite loss anyway). It
+    keeps its output for the backward pass, so an in-place operation after it is refused, and it has no
+    second derivative."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
@@ -52,6 +55,7 @@ class _MaxOfQuarters(torch.autograd.Function):
         return out
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         x, out = ctx.saved_tensors
         grad_x = torch.empty_like(x)
@@ -66,17 +70,18 @@ class _MaxOfQuarters(torch.autograd.Function):
 
 
 class MaxPool2x2(nn.MaxPool2d):
-    """nn.MaxPool2d(2) with the same outputs and gradients, computed on the CPU as the largest of four strided
-    views: PyTorch's CPU kernel spends most of its time on the indices of the maxima, which made pooling a fifth
-    of lenet-bn-fast's training step (2 x 2 windows of an 8 x 24 x 24 batch of 256: 1.6 against 2.9 ms forward
-    and backward). Other devices, channels-last memory, odd sizes and exports keep PyTorch's kernel."""
+    """nn.MaxPool2d(2) with the same outputs and gradients for finite inputs, computed on the CPU as the largest
+    of four strided views: PyTorch's CPU kernel spends most of its time on the indices of the maxima, which made
+    pooling a fifth of lenet-bn-fast's training step (2 x 2 windows of an 8 x 24 x 24 batch of 256: 1.6 against
+    2.9 ms forward and backward). Other devices, channels-last memory, odd or tiny sizes and exports keep
+    PyTorch's kernel."""
 
     def __init__(self, ceil_mode: bool = False) -> None:
         super().__init__(2, ceil_mode=ceil_mode)  # which only odd sizes feel, and those go to PyTorch's kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type != "cpu" or not x.is_contiguous() or x.shape[-1] % 2 or x.shape[-2] % 2
-                or torch.compiler.is_compiling()):
+        if (x.device.type != "cpu" or not x.is_contiguous() or x.dim() not in (3, 4) or min(x.shape[-2:]) < 2
+                or x.shape[-1] % 2 or x.shape[-2] % 2 or torch.compiler.is_compiling()):
             return super().forward(x)
         return _MaxOfQuarters.apply(x)
 
