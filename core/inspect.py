@@ -121,7 +121,7 @@ def inspect_file(checkpoint_path: str, image_path: str, out: Path, method: str) 
     probs = predict_tensor(checkpoint, x.unsqueeze(0))[0]
     index = int(probs.argmax())
     threshold = meta.get("threshold")
-    saliency = attribution(model, meta["mean"], meta["std"], x, index, method)
+    saliency = attribution(model, meta["mean"], meta["std"], x, index, method, checkpoint.tta)
     out.mkdir(parents=True, exist_ok=True)
     report = {"class": checkpoint.class_names[index], "probability": float(probs[index]),
               "sure": is_sure(float(probs[index]), threshold), "threshold": threshold,

@@ -1,8 +1,10 @@
 """Why this answer: which input pixels a prediction rests on, by Captum's attribution methods.
 
 Attributions are taken over the image as the user sees it (pixels on [0, 1]): the
-model's normalisation is inside the module Captum differentiates. Each method gives
-one H x W map on [0, 1] (1 is the pixel that matters most), whatever the channels.
+model's normalisation is inside the module Captum differentiates, and so is the run's
+test-time augmentation, so the gradient methods explain the answer the run gives (the
+mean over its views). Each method gives one H x W map on [0, 1] (1 is the pixel that
+matters most), whatever the channels.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from core.augment import TEST_TIME_AUGMENTATIONS
+
 METHODS = {
     "saliency": "gradient saliency: how much each pixel's change would move the class's score",
     "integrated-gradients": "integrated gradients: each pixel's share of the score, summed from a black image to this one",
@@ -21,16 +25,18 @@ METHODS = {
 
 
 class OnUnitPixels(nn.Module):
-    """The model with its input normalisation in front, so gradients are taken with respect to pixels on [0, 1]."""
+    """The model with its input normalisation in front, so gradients are taken with respect to pixels on [0, 1],
+    answering as the run does: the mean of the logits of its test-time views (`tta`)."""
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], tta: str = "none") -> None:
         super().__init__()
         self.model = model
+        self.views = TEST_TIME_AUGMENTATIONS[tta]
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - self.mean) / self.std)
+        return self.views(self.model, (x - self.mean) / self.std)
 
 
 ELEMENTWISE = (nn.BatchNorm2d, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU)  # keep a feature map's shape
@@ -51,15 +57,17 @@ def gradcam_layer(model: nn.Module) -> nn.Module | None:
 
 
 def attribution(model: nn.Module, mean: Sequence[float], std: Sequence[float], image: torch.Tensor, target: int,
-                method: str = "saliency") -> torch.Tensor:
-    """An H x W map on [0, 1] of how much each pixel of `image` (C x H x W on [0, 1]) counts for class `target`.
-    ValueError for an unknown method, or Grad-CAM on a network without convolutions."""
+                method: str = "saliency", tta: str = "none") -> torch.Tensor:
+    """An H x W map on [0, 1] of how much each pixel of `image` (C x H x W on [0, 1]) counts for class `target`
+    in the answer of the run's test-time augmentation `tta`. Grad-CAM reads one layer's maps in one pass, which
+    a mirrored or shifted view would not line up with: it explains the plain pass. ValueError for an unknown
+    method, or Grad-CAM on a network without convolutions."""
     from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency  # a second to import
 
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     model = copy.deepcopy(model).eval()  # Captum hooks a private copy: concurrent calls on one shared model never meet
-    wrapped = OnUnitPixels(model, mean, std).to(image.device).eval()
+    wrapped = OnUnitPixels(model, mean, std, "none" if method == "gradcam" else tta).to(image.device).eval()
     x = image.unsqueeze(0).float().requires_grad_(True)
     if method == "saliency":
         values = Saliency(wrapped).attribute(x, target=target, abs=True).amax(1)

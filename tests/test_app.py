@@ -419,7 +419,7 @@ def test_a_run_of_a_lecture_recipe_is_drawn_beside_the_lectures_curve(small_mnis
 
 def test_inside_says_a_first_layer_fitted_to_the_data_does_not_learn(tmp_path, monkeypatch):
     """airbench's whitening kernels are computed from the images, not trained: the Filters tab must not tell the
-    learner they start as noise."""
+    learner they start as noise. Its test-time flips: Grad-CAM says it explains the plain pass."""
     from core.data import ImageDataset
     from core.engine import train
 
@@ -428,11 +428,17 @@ def test_inside_says_a_first_layer_fitted_to_the_data_does_not_learn(tmp_path, m
     tiny = ImageDataset("cifar10", torch.randint(0, 256, (64, 3, 32, 32), generator=g, dtype=torch.uint8),
                         torch.arange(64) % 10, torch.randint(0, 256, (20, 3, 32, 32), generator=g, dtype=torch.uint8),
                         torch.arange(20) % 10, tuple(f"c{i}" for i in range(10)), (0.5,) * 3, (0.25,) * 3)
-    train(TrainConfig(dataset="cifar10", model="airbench", epochs=1, batch_size=32, device="cpu"), dataset=tiny)
+    train(TrainConfig(dataset="cifar10", model="airbench", epochs=1, batch_size=32, device="cpu", tta="flip"), dataset=tiny)
     at = open_page("pages/5_Inside.py")
     captions = [c.value for c in at.caption]
     assert any("This first layer does not learn" in c for c in captions)
     assert not any("the kernels start as noise" in c for c in captions)
+    at.session_state["drawn_input"] = torch.rand(3, 32, 32, generator=g)  # no CIFAR-10 here: an image as drawn
+    at.run()
+    at.sidebar.radio(key="inside_source").set_value("your drawing").run()
+    assert not any("Grad-CAM looks at the image as it is only" in c.value for c in at.caption)  # gradient saliency first
+    at.radio(key="inside_method").set_value("gradcam").run()
+    assert not at.exception and any("Grad-CAM looks at the image as it is only" in c.value for c in at.caption)
 
 
 def test_inside_shows_filters_per_epoch_feature_maps_and_why(two_runs):

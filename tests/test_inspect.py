@@ -184,6 +184,24 @@ def test_the_saliency_of_a_correct_digit_lies_mostly_on_its_ink(trained, small_m
     assert len(shares) >= 8 and np.median(shares) > 0.5 > ink_area  # the strokes cover well under half the image
 
 
+def test_the_gradient_methods_explain_the_answer_of_the_runs_test_time_views():
+    """With tta="flip" the run answers with the mean of the image's and its mirror's logits: gradient saliency is
+    that mean's gradient, not the plain pass's. Grad-CAM stays on the plain pass."""
+    torch.manual_seed(0)
+    model = build_model("resnet-mini", (3, 16, 16), 10).eval()
+    image, mean, std = torch.rand(3, 16, 16), [0.5] * 3, [0.25] * 3
+    x = image[None].clone().requires_grad_()
+    normalised = (x - 0.5) / 0.25
+    ((model(normalised) + model(normalised.flip(3))) / 2)[0, 3].backward()
+    expected = x.grad[0].abs().amax(0)
+    flipped = attribution(model, mean, std, image, 3, "saliency", tta="flip")
+    torch.testing.assert_close(flipped, expected / expected.max())
+    assert not torch.allclose(attribution(model, mean, std, image, 3, "saliency"), flipped, atol=1e-3)
+    torch.testing.assert_close(attribution(model, mean, std, image, 3, "gradcam", tta="flip"),
+                               attribution(model, mean, std, image, 3, "gradcam"))
+    assert attribution(model, mean, std, image, 3, "integrated-gradients", tta="flip-translate").shape == (16, 16)
+
+
 def test_grad_cam_looks_at_the_last_convolution_and_refuses_an_mlp():
     lenet = build_model("lenet5", (1, 28, 28), 10)
     assert gradcam_layer(lenet) is lenet[4]  # the second convolution's ReLU: what it passes on

@@ -32,6 +32,8 @@ WHAT_TO_LOOK_FOR = {
     "gradcam": "Where the last convolution's maps that favour this class are active, coarse because that layer is "
                "small. It may point at background whose emptiness is evidence too (a 7 has no loop at the bottom).",
 }
+GRADCAM_ONE_PASS = (" This run answers with the mean over test-time views of the image; Grad-CAM looks at the image "
+                    "as it is only, since a mirrored view's maps would not line up with it.")
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -92,12 +94,13 @@ def why_this_answer(checkpoint: Checkpoint, image: torch.Tensor, target: int, ke
                       format_func=lambda m: {"saliency": "gradient", "integrated-gradients": "integrated gradients",
                                              "gradcam": "Grad-CAM"}[m], help="\n\n".join(METHODS.values()))
     try:
-        saliency = attribution(checkpoint.model, checkpoint.meta["mean"], checkpoint.meta["std"], image, target, method)
+        saliency = attribution(checkpoint.model, checkpoint.meta["mean"], checkpoint.meta["std"], image, target, method,
+                               checkpoint.tta)
     except ValueError as exc:
         st.info(str(exc))
         return
     show(overlay(image, saliency), width, caption=f"why {checkpoint.class_names[target][:16]}")
-    st.caption(WHAT_TO_LOOK_FOR[method])
+    st.caption(WHAT_TO_LOOK_FOR[method] + (GRADCAM_ONE_PASS if method == "gradcam" and checkpoint.tta != "none" else ""))
 
 
 def answer(probs: torch.Tensor, names: Sequence[str], threshold: float | None) -> tuple[str, str | None]:
