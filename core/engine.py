@@ -45,7 +45,7 @@ from core.metrics import (
     loss_and_accuracy,
     predict_probabilities,
 )
-from core.models import build_model, check_fits, count_parameters, first_convolution, fit_to_data
+from core.models import WHITENING_IMAGES, build_model, check_fits, count_parameters, first_convolution, fit_to_data
 from core.optim import build_optimizer, build_scheduler, epoch_steps
 from core.preprocess import Normalizer, input_stats, to_unit
 from core.recorders import RunRecorder, TensorBoardRecorder, fan_out
@@ -53,7 +53,6 @@ from core.store import RESUMABLE, DamagedRun, RunStatus, RunStore, owner
 
 STEP_EVENTS_PER_EPOCH = 50  # about this many loss points per epoch for the live curves
 LAYER_EVENTS_EVERY = 2  # of those, every second one also records the layers: smaller steps.json for deep networks
-WHITENING_IMAGES = 5000  # the training images whose 2 x 2 patches a whitening layer is fitted to, as airbench does
 
 
 @dataclass

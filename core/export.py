@@ -159,7 +159,7 @@ def main():
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, tuple(train_x.shape[1:]), int(train_y.max()) + 1, cfg.init, cfg.hidden).to(device)
-    fit_to_data(model, lambda: normalize(images[train_idx[:5000]].float() / 255))  # airbench's whitening layer
+    fit_to_data(model, lambda: normalize(images[train_idx[:WHITENING_IMAGES]].float() / 255))  # airbench's whitening
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     optimizer = build_optimizer(model, cfg)
     steps_per_epoch = epoch_steps(len(train_idx), cfg.batch_size)

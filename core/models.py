@@ -242,6 +242,9 @@ def airbench(shape: Shape, num_classes: int) -> nn.Module:
                          Scaled(1 / 9))
 
 
+WHITENING_IMAGES = 5000  # the training images whose 2 x 2 patches a whitening layer is fitted to, as airbench does
+
+
 def fit_to_data(model: nn.Module, images: Callable[[], torch.Tensor]) -> None:
     """Set the layers whose weights come from the data (airbench's whitening) from normalised training images,
     which `images()` gives only for a model that has such a layer."""
