@@ -65,12 +65,12 @@ RECIPES: dict[str, Recipe] = {
     "cifar-gpu": Recipe(
         "CIFAR-10 on a GPU, after airbench94",
         "The airbench network (whitening fitted to the data, 64, 256 and 256 channels) with airbench94's ingredients "
-        "this engine has: batch 1,024, SGD with Nesterov momentum (one-cycle moves it between 0.85 and 0.95), label "
-        "smoothing 0.2, flips and 2-pixel crops, 10 epochs, and its test-time augmentation (the image, its mirror "
-        "and both shifted by a pixel). Not yet measured on a GPU beside its peer (bench/peer_airbench94.py); "
-        "airbench's own decay would be about 1.3e-3 at this learning rate.",
+        "this engine has: batch 1,024, SGD with Nesterov momentum (one-cycle moves it between 0.85 and 0.95), "
+        "airbench's weight decay (1.33e-3 at this learning rate), label smoothing 0.2, flips and 2-pixel crops, 10 "
+        "epochs, and its test-time augmentation (the image, its mirror and both shifted by a pixel). Not yet "
+        "measured on a GPU beside its peer (bench/peer_airbench94.py).",
         dict(dataset="cifar10", model="airbench", channels_last=True, optimizer="sgd", lr=1.5, momentum=0.85,
-             nesterov=True, weight_decay=5e-4, scheduler="onecycle", batch_size=1024, epochs=10,
+             nesterov=True, weight_decay=1.33e-3, scheduler="onecycle", batch_size=1024, epochs=10,
              augment=("flip", "crop"), label_smoothing=0.2, val_split=0.0, tta="flip-translate"),
     ),
     "cifar-cpu": Recipe(
