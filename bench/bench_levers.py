@@ -4,7 +4,8 @@ Each variant trains the full MNIST training set with one seed and prints its tes
 accuracy, training seconds (the engine's own count: the steps), the epoch seconds
 beyond the steps (validation, checkpoints, Resume's file) and its ratio to the
 baseline (the default config) measured first in the same process. bfloat16 autocast
-on the CPU, which the engine does not offer, is patched in here only to measure it.
+on the CPU and torch.compile, which the engine does not offer, are patched in here only
+to measure them.
 
     python bench/bench_levers.py [--seeds 0] [--only NAME ...]
 """
@@ -42,6 +43,22 @@ def cpu_bf16():
         engine.autocast, metrics.autocast = saved
 
 
+@contextlib.contextmanager
+def compiled():
+    """torch.compile on the model the engine builds (in place, so its checkpoints keep their keys); the first
+    steps pay for the compilation, as a user's run would."""
+    def build(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        model.compile()
+        return model
+    build_model = engine.build_model
+    engine.build_model = build
+    try:
+        yield
+    finally:
+        engine.build_model = build_model
+
+
 BASE = TrainConfig(device="cpu")
 VARIANTS = {  # name: (config changes, patch)
     "default": ({}, contextlib.nullcontext),
@@ -50,6 +67,7 @@ VARIANTS = {  # name: (config changes, patch)
     "no validation": (dict(val_split=0.0), contextlib.nullcontext),
     "bf16 autocast": ({}, cpu_bf16),
     "channels-last (--channels-last)": (dict(channels_last=True), contextlib.nullcontext),
+    "torch.compile": ({}, compiled),
 }
 
 
