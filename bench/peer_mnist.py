@@ -6,7 +6,7 @@ Two convolutions (1 to 24 channels, 5 x 5; 24 to 32, 3 x 3), each with ReLU and
 epoch; the data held as tensors, batches cut by index. bench/bench_vs_peer.py
 runs it beside `python -m core.train`.
 
-    python bench/peer_mnist.py --data DATA_ROOT [--seed 0]
+    python bench/peer_mnist.py --data DATA_ROOT [--seed 0] [--device cpu|cuda]
 """
 
 import argparse
@@ -22,18 +22,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="a torchvision root holding MNIST")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.manual_seed(args.seed)
     train, test = (datasets.MNIST(args.data, train=t, download=False) for t in (True, False))
-    x_train, y_train = train.data.unsqueeze(1), train.targets
-    x_test, y_test = test.data.unsqueeze(1), test.targets
+    x_train, y_train = train.data.unsqueeze(1).to(device), train.targets.to(device)
+    x_test, y_test = test.data.unsqueeze(1).to(device), test.targets.to(device)
     mean, std = x_train.float().mean() / 255, x_train.float().std() / 255
 
     model = nn.Sequential(
         nn.Conv2d(1, 24, 5), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(24, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(800, 256), nn.ReLU(), nn.Linear(256, 10),
-    )
+    ).to(device)
     batch, steps = 256, -(-len(y_train) // 256)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.7, 0.9))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=steps, cycle_momentum=False)
@@ -41,7 +43,7 @@ def main() -> None:
 
     start = time.perf_counter()
     model.train()
-    order = torch.randperm(len(y_train))
+    order = torch.randperm(len(y_train)).to(device)
     for i in range(steps):
         idx = order[i * batch:(i + 1) * batch]
         loss = loss_fn(model((x_train[idx].float() / 255 - mean) / std), y_train[idx])
@@ -49,6 +51,8 @@ def main() -> None:
         loss.backward()
         optimizer.step()
         schedule.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # the queued steps are part of the time
     train_seconds = time.perf_counter() - start
 
     model.eval()
