@@ -98,7 +98,7 @@ def resolve_dataset(name_or_path: str, progress: Progress | None = None) -> Imag
         return load_saved_dataset(name_or_path)
     if not Path(name_or_path).exists():
         raise DatasetUnavailable(f"Unknown dataset {name_or_path!r}: choose one of {', '.join(DATASETS)}, "
-                                 f"or give the path of a CSV file or an image folder.")
+                                 f"or give the path of a CSV file, an image folder or a .zip of one.")
     return import_user_data(name_or_path, progress)
 
 

@@ -244,13 +244,16 @@ def _split_dataset(root: Path, splits: dict[str, Path], progress: Progress | Non
 
 
 def import_user_data(path: str | Path, progress: Progress | None = None) -> ImageDataset:
-    """Pick the importer by what `path` is: a .csv file or a folder."""
+    """Pick the importer by what `path` is: a .csv file, a folder, or a .zip of a folder (as the Data page
+    takes one uploaded)."""
     path = Path(path)
     if path.is_dir():
         return import_image_folder(path, progress)
     if path.suffix.lower() == ".csv":
         return import_csv(path)
-    raise DataImportError(f"{path}: expected a .csv file or a folder of class sub-folders.")
+    if path.suffix.lower() == ".zip":
+        return import_zip(path.read_bytes(), path.name, progress)
+    raise DataImportError(f"{path}: expected a .csv file, a folder of class sub-folders or a .zip of one.")
 
 
 MAX_ZIP_BYTES = 1 << 30  # unpacked size a zipped image folder may have

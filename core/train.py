@@ -42,7 +42,7 @@ def build_parser(d: TrainConfig | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core.train", description="Train an image classifier.")
     p.add_argument("--recipe", choices=list(RECIPES), help="start from a recipe; other flags override its values")
     p.add_argument("--list-recipes", action="store_true", help="list the recipes and exit")
-    p.add_argument("--dataset", default=d.dataset, help=f"{', '.join(DATASETS)}, or the path of a CSV file or image folder")
+    p.add_argument("--dataset", default=d.dataset, help=f"{', '.join(DATASETS)}, or the path of a CSV file, an image folder or a .zip of one")
     p.add_argument("--model", default=d.model, choices=list(MODELS))
     p.add_argument("--hidden", type=_int_list, default=d.hidden, help="MLP hidden sizes, e.g. 256,128")
     p.add_argument("--init", default=d.init, choices=list(INITS))

@@ -148,7 +148,7 @@ def test_unreadable_image_is_refused_by_name(tmp_path):
 
 def test_other_paths_are_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(DataImportError, match="expected a .csv file or a folder"):
+    with pytest.raises(DataImportError, match="expected a .csv file, a folder of class sub-folders or a .zip"):
         import_user_data(tmp_path / "notes.txt")
 
 
@@ -172,6 +172,9 @@ def test_zipped_image_folder_upload(tmp_path, top):
     ds = import_upload(data, "pets.zip")
     assert ds.name == "pets" and ds.class_names == ("cat", "dog")
     assert len(ds.train_labels) + len(ds.test_labels) == 10
+    (tmp_path / "pets.zip").write_bytes(data)  # the same zip by path, as `--dataset pets.zip` gives it
+    by_path = import_user_data(tmp_path / "pets.zip")
+    assert by_path.name == "pets" and torch.equal(by_path.train_images, ds.train_images)
 
 
 def test_bad_uploads_are_refused(tmp_path):
