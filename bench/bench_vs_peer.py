@@ -4,7 +4,8 @@ Runs `bench/peer_mnist.py` and `python -m core.train` alternately on one device 
 CPU unless --device cuda: time-to-99 % on a GPU), one seed after another, each as a
 whole process, and prints for each: test accuracy, training seconds (as each reports
 them, the first run's kernel selection included), whole-process wall seconds and peak
-resident memory; then the medians and the ratios ours / peer's.
+resident memory; then the medians and the ratios ours / peer's. On CUDA the engine trains
+under bfloat16 autocast, as it always does there, and the peer in float32, as described.
 
     python bench/bench_vs_peer.py [--seeds 0 1 2 3 4] [--device cpu|cuda]
 """

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from core.archives import checked_members, extract, open_zip
-from core.data import MAX_CLASSES, ImageDataset, channel_stats
+from core.data import DATASETS, MAX_CLASSES, ImageDataset, channel_stats
 from core.image_folders import SPLIT_NAMES, FolderRefused, Progress, decode_all, find_splits, list_classes
 
 if TYPE_CHECKING:
@@ -171,6 +171,12 @@ def import_csv(path: str | Path) -> ImageDataset:
     return _dataset_from_arrays(path.name, images, labels, tuple(str(c) for c in classes))
 
 
+def _user_name(name: str) -> str:
+    """A user's folder or zip never takes a built-in dataset's name (one called cifar10, say): a checkpoint names
+    its data, and a checkpoint of a built-in dataset imported elsewhere is tested on that server's own copy."""
+    return f"{name} (yours)" if name in DATASETS else name
+
+
 def import_image_folder(path: str | Path, progress: Progress | None = None) -> ImageDataset:
     """`train/` and `test/` (and `val/`) folders of class folders, their splits kept as given; or one folder of class
     folders, with a seeded hold-out as the test set. All images of one size (grey or colour)."""
@@ -188,7 +194,7 @@ def import_image_folder(path: str | Path, progress: Progress | None = None) -> I
             ordered = [f for names in files.values() for f in names]
             labels = np.repeat(np.arange(len(files)), [len(f) for f in files.values()])
             images = decode_all(ordered, root, progress)
-            dataset = _dataset_from_arrays(root.name, images, labels, class_names)
+            dataset = _dataset_from_arrays(_user_name(root.name), images, labels, class_names)
             return dataclasses.replace(dataset, layout=f"one folder of class folders: a seeded {TEST_FRACTION:.0%} of "
                                                        f"its images held out as the test set")
         return _split_dataset(root, splits, progress)
@@ -238,7 +244,7 @@ def _split_dataset(root: Path, splits: dict[str, Path], progress: Progress | Non
         layout = (f"{splits['train'].name}/ and {splits['test'].name}/ folders, their splits kept as given "
                   f"({splits['test'].name}/ is the test set)")
     return ImageDataset(
-        name=root.name, train_images=learn, train_labels=torch.tensor([label for _, label in train + val]),
+        name=_user_name(root.name), train_images=learn, train_labels=torch.tensor([label for _, label in train + val]),
         test_images=test_images, test_labels=torch.tensor([label for _, label in test], dtype=torch.long),
         class_names=class_names, mean=mean, std=tuple(max(s, 1e-6) for s in std), val_count=len(val), layout=layout)
 
@@ -252,6 +258,8 @@ def import_user_data(path: str | Path, progress: Progress | None = None) -> Imag
     if path.suffix.lower() == ".csv":
         return import_csv(path)
     if path.suffix.lower() == ".zip":
+        if path.stat().st_size > MAX_ZIP_BYTES:  # before it is read into memory
+            raise DataImportError(f"{path.name}: over {MAX_ZIP_BYTES >> 30} GiB, more than this app imports.")
         return import_zip(path.read_bytes(), path.name, progress)
     raise DataImportError(f"{path}: expected a .csv file, a folder of class sub-folders or a .zip of one.")
 
@@ -271,7 +279,7 @@ def import_zip(data: bytes, name: str, progress: Progress | None = None) -> Imag
         if len(entries) == 1 and entries[0].is_dir() and any(p.is_dir() for p in entries[0].iterdir()):
             root = entries[0]  # the zip holds one folder that holds the classes
         dataset = import_image_folder(root, progress)
-    return dataclasses.replace(dataset, name=Path(name).stem)
+    return dataclasses.replace(dataset, name=_user_name(Path(name).stem))
 
 
 def import_upload(data: bytes, name: str, progress: Progress | None = None) -> ImageDataset:

@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.validate()
     except ValueError as exc:
         parser.error(str(exc))
+    if cfg.dataset not in DATASETS and Path(cfg.dataset).exists():
+        cfg.dataset = str(Path(cfg.dataset).resolve())  # the run's config names it wherever Resume is started from
     try:
         settings = HostSettings.load()
     except ValueError as exc:

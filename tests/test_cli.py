@@ -87,11 +87,13 @@ def test_train_on_a_csv_file(tmp_path, mnist):
     rows = [[int(label)] + image.flatten().tolist() for image, label in zip(mnist.train_images[:600], mnist.train_labels[:600])]
     csv_path = tmp_path / "mnist_train.csv"
     csv_path.write_text("\n".join(",".join(map(str, r)) for r in rows))
-    proc = _run("core.train", "--dataset", str(csv_path), "--epochs", "2", "--device", "cpu",
+    proc = _run("core.train", "--dataset", os.path.relpath(csv_path, REPO), "--epochs", "2", "--device", "cpu",
                 "--run-dir", str(tmp_path / "run"), "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["dataset"] == "mnist_train.csv" and result["class_names"] == [str(i) for i in range(10)]
+    # given relative to where it ran, kept absolute: Resume from the app (another working folder) finds it
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["dataset"] == str(csv_path.resolve())
     assert sum(map(sum, result["confusion_matrix"])) == 120  # the 20 % held out as the test set
 
 
@@ -113,7 +115,7 @@ def test_unknown_dataset_or_missing_file_is_one_clear_line(capsys):
     for dataset in ("imagenet", "no/such/file.csv"):
         assert train_cli.main(["--dataset", dataset]) == 1
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "Unknown dataset" in err[0] and "CSV file or an image folder" in err[0]
+        assert len(err) == 1 and "Unknown dataset" in err[0] and "CSV file, an image folder or a .zip of one" in err[0]
 
 
 def test_a_recipe_gives_the_defaults_and_other_flags_override_them(tmp_path):

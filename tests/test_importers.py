@@ -175,6 +175,9 @@ def test_zipped_image_folder_upload(tmp_path, top):
     (tmp_path / "pets.zip").write_bytes(data)  # the same zip by path, as `--dataset pets.zip` gives it
     by_path = import_user_data(tmp_path / "pets.zip")
     assert by_path.name == "pets" and torch.equal(by_path.train_images, ds.train_images)
+    # a user's data named like a built-in dataset keeps a name of its own (its checkpoints are not tested on CIFAR-10)
+    assert import_upload(data, "cifar10.zip").name == "cifar10 (yours)"
+    assert import_user_data(_image_folder(tmp_path / "mnist")).name == "mnist (yours)"
 
 
 def test_bad_uploads_are_refused(tmp_path):
