@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.metrics import EVAL_BATCH, autocast, predict_probabilities
+from core.augment import TEST_TIME_AUGMENTATIONS
+from core.metrics import EVAL_BATCH, autocast
 from core.preprocess import Normalizer, to_unit
 
 EMBEDDED_IMAGES = 2000
@@ -21,23 +22,28 @@ EMBEDDED_IMAGES = 2000
 def penultimate_features(model: nn.Module, images_u8: torch.Tensor, normalize: Normalizer, device: torch.device,
                          tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
     """(N x D features the last linear layer receives, N predicted classes), on the CPU: the features of each
-    image as it is, the classes the run answers (with its test-time augmentation `tta`)."""
+    image as it is, the classes the run answers (the mean of its test-time views `tta`, as predict_probabilities
+    takes them). The views include the image as it is, whose pass gives the features: no pass is repeated."""
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    captured: list[torch.Tensor] = []
-    hook = last.register_forward_pre_hook(lambda _module, inputs: captured.append(inputs[0].float().cpu()))
+    views = TEST_TIME_AUGMENTATIONS[tta]
+    features: list[torch.Tensor] = []
+    predicted: list[torch.Tensor] = []
+
+    def logits(view: torch.Tensor) -> torch.Tensor:
+        if view is not batch:
+            return model(view).float()
+        hook = last.register_forward_pre_hook(lambda _module, inputs: features.append(inputs[0].float().cpu()))
+        try:
+            return model(view).float()
+        finally:
+            hook.remove()
+
     model.eval()
-    predicted = []
-    try:
-        for start in range(0, len(images_u8), EVAL_BATCH):  # in the batches, and the precision, of the evaluation
-            with autocast(device):
-                logits = model(normalize(to_unit(images_u8[start:start + EVAL_BATCH].to(device))))
-            if tta == "none":
-                predicted.append(logits.argmax(1).cpu())
-    finally:
-        hook.remove()
-    if tta != "none":  # the answers of the views' mean, as every prediction of the run
-        return torch.cat(captured), predict_probabilities(model, images_u8, normalize, device, tta=tta).argmax(1).cpu()
-    return torch.cat(captured), torch.cat(predicted)
+    for start in range(0, len(images_u8), EVAL_BATCH):  # in the batches, and the precision, of the evaluation
+        batch = normalize(to_unit(images_u8[start:start + EVAL_BATCH].to(device)))
+        with autocast(device):
+            predicted.append(views(logits, batch).softmax(1).argmax(1).cpu())
+    return torch.cat(features), torch.cat(predicted)
 
 
 def project_2d(features: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:

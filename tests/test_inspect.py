@@ -270,6 +270,34 @@ def test_every_epoch_projects_the_test_images_penultimate_features_and_the_class
     assert separation(history[2]["points"]) > 1.5 * separation(history[0]["points"])
 
 
+@pytest.mark.parametrize("tta", ["none", "flip", "flip-translate"])
+def test_the_embedding_takes_the_plain_pass_among_the_test_time_views_without_repeating_it(tta):
+    """The features are each image's as it is, the answers the views' mean, and the network runs once a view."""
+    from core.augment import TEST_TIME_AUGMENTATIONS
+    from core.embedding import penultimate_features
+    from core.metrics import EVAL_BATCH, predict_probabilities
+    from core.preprocess import Normalizer
+
+    torch.manual_seed(0)
+    model = build_model("lenet5", (3, 32, 32), 10).eval()
+    images = torch.randint(0, 256, (EVAL_BATCH + 7, 3, 32, 32), dtype=torch.uint8)  # two batches, the last partial
+    normalize = Normalizer((0.5,) * 3, (0.25,) * 3)
+    with torch.no_grad():
+        plain = model[:-1](normalize(images.float() / 255))  # what the last layer receives from each image as it is
+    passes = []
+    counter = model.register_forward_pre_hook(lambda _module, inputs: passes.append(len(inputs[0])))
+    features, predicted = penultimate_features(model, images, normalize, torch.device("cpu"), tta)
+    counter.remove()
+    views = {"none": 1, "flip": 2, "flip-translate": 6}[tta]
+    assert set(TEST_TIME_AUGMENTATIONS) == {"none", "flip", "flip-translate"}  # a new one: add its count here
+    assert sum(passes) == views * len(images)
+    reference, _ = penultimate_features(model, images, normalize, torch.device("cpu"), "none")
+    torch.testing.assert_close(features, reference)
+    torch.testing.assert_close(features, plain)
+    expected = predict_probabilities(model, images, normalize, torch.device("cpu"), tta=tta).argmax(1)
+    assert torch.equal(predicted, expected)
+
+
 def test_the_projection_keeps_its_axes_pointing_the_same_way_from_epoch_to_epoch():
     from core.embedding import project_2d
 
