@@ -91,11 +91,34 @@ class ClusterUnavailable(RuntimeError):
     """The cluster does not answer, or has no node for the run; the message names the address and the variable."""
 
 
+def _actor_folders_start() -> str:
+    """How this machine's actor folders are named, before the actor's process id (no host name holds an @): a
+    later actor can tell which ended."""
+    return f"playground-run-{socket.gethostname()}@"
+
+
+def remove_dead_actors_folders(parent: Path) -> None:
+    """Remove the folders of this machine's actors whose process has ended: one ended before the app closed it
+    (its owner, the server, ended; a pull failed; it was killed) left its copy of the run and its dataset."""
+    start = _actor_folders_start()
+    for folder in parent.glob(f"{start}*"):
+        pid = folder.name[len(start):].split("-")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # another user's live process
+            continue
+
+
 class RunActor:
     """One run on a node: a copy of its folder, the training thread, and the changed files for the app to pull."""
 
     def __init__(self, files: dict[str, bytes], dataset: bytes | None, max_seconds: float, threads: int) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="playground-run-"))
+        remove_dead_actors_folders(Path(tempfile.gettempdir()))
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{_actor_folders_start()}{os.getpid()}-"))
         run = self.folder / "run"
         run.mkdir()
         for name, data in files.items():

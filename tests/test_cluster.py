@@ -9,9 +9,12 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -107,10 +110,14 @@ def test_stop_reaches_the_actor_within_a_second(on_cluster):
 def test_a_killed_actor_leaves_its_run_interrupted_and_resume_reaches_the_same_numbers(on_cluster):
     sched = on_cluster()
     three = dict(SHORT, epochs=3, limit_train=3000)
+    copies = f"playground-run-{socket.gethostname()}@*"  # the actors' folders on this machine
+    before = set(Path(tempfile.gettempdir()).glob(copies))
     whole = sched.submit(TrainConfig(**three), LOCAL, "mnist")
     victim = sched.submit(TrainConfig(**three), LOCAL, "mnist")
     wait_for(lambda: victim.has_training_state() and victim.epochs(), 180, "the victim's epoch 1 back here")
     actor = next(worker.actor for path, worker in sched._workers if path == victim.path)
+    folders = set(Path(tempfile.gettempdir()).glob(copies)) - before
+    assert folders  # the victim's copy of its run (and the other's, unless it has finished)
     ray.kill(actor)
     wait_for(lambda: victim.status()["status"] == RunStatus.INTERRUPTED, 30, "the interrupted status")
     assert "Ray actor" in victim.status()["message"] and victim.status()["node"] in victim.status()["message"]
@@ -123,6 +130,21 @@ def test_a_killed_actor_leaves_its_run_interrupted_and_resume_reaches_the_same_n
         for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
             assert mine[key] == theirs[key], (mine["epoch"], key)
     assert victim.status()["test_accuracy"] == whole.status()["test_accuracy"]
+    assert not any(folder.exists() for folder in folders)  # the killed actor's copy: removed by the next actor
+
+
+def test_only_the_folders_of_this_machines_ended_actors_are_removed(tmp_path):
+    from core.cluster import remove_dead_actors_folders
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    host = socket.gethostname()
+    dead, alive, elsewhere = (tmp_path / f"playground-run-{name}-abc" for name in
+                              (f"{host}@{ended.pid}", f"{host}@{os.getpid()}", f"{host}-2@{ended.pid}"))
+    for folder in (dead, alive, elsewhere):
+        (folder / "run").mkdir(parents=True)
+    remove_dead_actors_folders(tmp_path)
+    assert not dead.exists() and alive.exists() and elsewhere.exists()
 
 
 def test_a_users_dataset_travels_through_the_object_store(on_cluster, small_mnist, tmp_path):
