@@ -15,10 +15,18 @@ def resolve_device(choice: str = "auto") -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu")
     if choice == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA was asked for, but no CUDA GPU is available here; use --device cpu or auto.")
+        raise ValueError("CUDA was asked for, but no CUDA GPU is available here: choose the device auto or cpu.")
     if choice == "mps" and not mps_available():
-        raise ValueError("Apple's MPS was asked for, but it is not available here; use --device cpu or auto.")
+        raise ValueError("Apple's MPS was asked for, but it is not available here: choose the device auto or cpu.")
     return torch.device(choice)
+
+
+def device_label(choice: str) -> str:
+    """What a run set to `choice` trains on here, for a page: the device's name, or that this machine lacks it."""
+    try:
+        return describe_device(resolve_device(choice))
+    except ValueError:
+        return f"{choice.upper()}, which this machine does not have (choose auto or cpu on the Model page)"
 
 
 def describe_device(device: torch.device) -> str:

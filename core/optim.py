@@ -80,3 +80,15 @@ def lr_curve(cfg, steps_per_epoch: int) -> list[float]:
         opt.step()
         sched.step()
     return rates
+
+
+PREVIEW_STEPS = 2000  # the most steps a schedule's preview takes: no chart is wider
+
+
+def lr_preview(cfg, steps_per_epoch: int) -> tuple[list[float], list[float]]:
+    """(epochs, learning rates) of `cfg`'s schedule for a chart, in at most about PREVIEW_STEPS steps: every
+    schedule is written in epochs or in fractions of the run, so fewer steps per epoch draw the same curve (a
+    link to batch 1 and 500 epochs would otherwise step 27 million times before the page shows)."""
+    per_epoch = max(1, min(steps_per_epoch, PREVIEW_STEPS // cfg.epochs))
+    rates = lr_curve(cfg, per_epoch)
+    return [step / per_epoch for step in range(len(rates))], rates

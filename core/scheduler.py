@@ -106,7 +106,7 @@ class Scheduler:
     def submit(self, cfg: TrainConfig, workspace: str, dataset_name: str) -> RunStore:
         """Queue a new run for `workspace`; QuotaExceeded or ValueError (naming the value) when it cannot."""
         cfg.validate()
-        self._check_cluster_room(cfg)
+        self._check_device(cfg)
         with self._lock:  # two tabs submitting at once both count against the quota
             self._check_quotas(workspace, cfg, new_run=True)
             store = RunStore.create(cfg, dataset_name, root=workspace_root(workspace), workspace=workspace, pid=None,
@@ -135,7 +135,7 @@ class Scheduler:
         """Queue an interrupted, stopped or cancelled run to continue from its last finished epoch."""
         if not store.has_training_state():
             raise ValueError(f"Run {store.id} has no finished epoch to continue from.")
-        self._check_cluster_room(store.config())
+        self._check_device(store.config())
         limit = self.settings.max_train_seconds
         if workspace != LOCAL and limit and (store.status().get("train_seconds") or 0) >= limit:
             raise QuotaExceeded(f"Run {store.id} has used this server's {limit:g} s of training per run, "
@@ -335,9 +335,13 @@ class Scheduler:
                     pass
 
     # --- rules --------------------------------------------------------------
-    def _check_cluster_room(self, cfg: TrainConfig) -> None:
-        """ValueError when the cluster answers but none of its nodes can take this run's device."""
-        missing = self.cluster.no_node_for(cfg) if self.cluster is not None else None
+    def _check_device(self, cfg: TrainConfig) -> None:
+        """ValueError when this run's device is not here (a link may ask for CUDA on a server without a GPU), or
+        when the cluster answers but none of its nodes can take it."""
+        if self.cluster is None:
+            resolve_device(cfg.device)
+            return
+        missing = self.cluster.no_node_for(cfg)
         if missing:
             raise ValueError(f"{missing}: choose another device on the Model page, or ask the host.")
 

@@ -10,8 +10,8 @@ import streamlit as st
 from core.augment import AUGMENTATIONS, DESCRIPTIONS, TEST_TIME_AUGMENTATIONS, TEST_TIME_DESCRIPTIONS
 from core.config import BATCH_SIZES, BEST_BY, DEVICES, LIMITS, LIST_LIMITS, TEST_SCALINGS, TrainConfig
 from core.data import DATASETS, train_val_indices
-from core.models import INITS, MODELS
-from core.optim import OPTIMIZERS, SCHEDULERS, epoch_steps, lr_curve
+from core.models import INITS, MODELS, check_fits
+from core.optim import OPTIMIZERS, SCHEDULERS, epoch_steps, lr_preview
 from core.preprocess import INPUT_SCALINGS
 from core.recipes import RECIPES
 from core.summary import layer_table
@@ -182,18 +182,22 @@ st.divider()
 table_col, lr_col = st.columns([1, 1])
 with table_col:
     st.subheader(f"{new_cfg.model} on {dataset_title(data.name)}")
-    rows, totals = cached_layer_table(new_cfg.model, data.input_shape, data.num_classes,
-                               tuple(new_cfg.hidden) if new_cfg.model == "mlp" else None)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=min(560, 38 + 35 * len(rows)),
-                 column_config={"parameters": st.column_config.NumberColumn(format="localized")})
-    st.markdown(f"**{totals['parameters']:,} parameters** ({totals['trainable']:,} trainable), "
-                f"{totals['mult_adds']:,} multiply-adds per image.")
+    hidden = tuple(new_cfg.hidden) if new_cfg.model == "mlp" else None
+    try:
+        check_fits(new_cfg.model, data.input_shape, data.num_classes, hidden)
+    except ValueError as exc:  # say so before the table: torchinfo cannot trace a model its images do not fit
+        st.warning(str(exc))
+    else:
+        rows, totals = cached_layer_table(new_cfg.model, data.input_shape, data.num_classes, hidden)
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=min(560, 38 + 35 * len(rows)),
+                     column_config={"parameters": st.column_config.NumberColumn(format="localized")})
+        st.markdown(f"**{totals['parameters']:,} parameters** ({totals['trainable']:,} trainable), "
+                    f"{totals['mult_adds']:,} multiply-adds per image.")
 with lr_col:
     n_train = len(train_val_indices(data, new_cfg.val_split, new_cfg.seed)[0])
     steps_per_epoch = epoch_steps(min(new_cfg.limit_train or n_train, n_train), new_cfg.batch_size)
-    rates = lr_curve(new_cfg, steps_per_epoch)
-    fig = go.Figure(go.Scatter(x=[s / steps_per_epoch for s in range(len(rates))], y=rates, mode="lines",
-                               line=dict(color="#4F46E5")))
+    epochs, rates = lr_preview(new_cfg, steps_per_epoch)
+    fig = go.Figure(go.Scatter(x=epochs, y=rates, mode="lines", line=dict(color="#4F46E5")))
     fig.update_layout(title=f"Learning rate: {new_cfg.scheduler}, {steps_per_epoch:,} steps per epoch",
                       xaxis_title="epoch", yaxis_title="learning rate", height=360, margin=dict(t=50, b=10))
     st.plotly_chart(fig, width="stretch")

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.data import save_dataset
-from core.device import describe_device, resolve_device
+from core.device import device_label
 from core.metrics import smooth, thinned
 from core.models import check_fits
 from core.scheduler import QuotaExceeded
@@ -43,7 +43,7 @@ st.markdown(
     f"lr {cfg.lr:g} · {cfg.scheduler} schedule · batch {cfg.batch_size} · {cfg.epochs} epoch{'s' * (cfg.epochs > 1)}"
     f"{' · augment: ' + ', '.join(cfg.augment) if cfg.augment else ''}"
     f"{f' · first {cfg.limit_train:,} images' if cfg.limit_train else ''} · on "
-    f"{'the Ray cluster' if jobs().cluster else describe_device(resolve_device(cfg.device))}")
+    f"{'the Ray cluster' if jobs().cluster else device_label(cfg.device)}")
 st.page_link("pages/2_Model.py", label="Change the model or hyperparameters", icon="🧩")
 
 

@@ -132,6 +132,45 @@ def test_model_page_layer_table_recipes_and_lr_plot(mnist):
     assert not at.exception and at.multiselect(key="hp_milestones").value == [2, 4]
 
 
+def test_the_model_page_names_the_models_that_take_images_its_model_cannot(mnist):
+    from core.data import ImageDataset
+
+    gen = torch.Generator().manual_seed(0)
+    tiny = ImageDataset("tiny", torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8, generator=gen),
+                        torch.arange(40) % 2, torch.randint(0, 256, (10, 1, 8, 8), dtype=torch.uint8, generator=gen),
+                        torch.arange(10) % 2, ("a", "b"), (0.5,), (0.25,))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/2_Model.py")
+    at.session_state["dataset_name"], at.session_state["user_dataset"] = "upload", tiny
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert "lenet-bn-fast cannot take images of 1 x 8 x 8 pixels" in at.warning[0].value and "mlp" in at.warning[0].value
+    assert figures(at)[0]["layout"]["title"]["text"].startswith("Learning rate")  # the rest of the page is there
+
+
+def test_a_schedule_of_millions_of_steps_is_previewed_in_a_few_thousand(mnist):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/2_Model.py")
+    at.query_params.update({"batch_size": "1", "epochs": "500"})  # 54,000 steps an epoch: 27 million in all
+    at.run()
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    plot = figures(at)[0]
+    assert plot["layout"]["title"]["text"] == "Learning rate: onecycle, 54,000 steps per epoch"
+    assert len(plot["data"][0]["y"]) <= 2000 and plot["data"][0]["x"][-1] == pytest.approx(500, abs=0.5)
+
+
+def test_a_device_this_machine_lacks_is_named_on_the_train_page_and_refused_at_start(mnist, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a link to ?device=cuda on a server without a GPU
+    at = open_page("pages/3_Train.py")
+    at.session_state["train_config"] = dataclasses.asdict(TrainConfig(device="cuda", limit_train=600))
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("CUDA, which this machine does not have" in m.value for m in at.markdown)
+    at.button[0].click().run()  # Start
+    assert not at.exception and "run_id" not in at.session_state
+    assert any("no CUDA GPU is available here" in e.value for e in [*at.error, *at.warning])
+
+
 def test_train_results_and_draw_journey(mnist):
     at = open_page("pages/3_Train.py")
     cfg = TrainConfig(model="lenet5", epochs=1, batch_size=64, limit_train=600, val_split=0.05, device="cpu")

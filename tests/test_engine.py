@@ -14,7 +14,7 @@ from core.checkpoint import CheckpointError, load_checkpoint
 from core.config import TrainConfig
 from core.engine import evaluate_checkpoint, train
 from core.export import import_checkpoint_zip, run_zip
-from core.optim import SCHEDULERS, lr_curve
+from core.optim import SCHEDULERS, lr_curve, lr_preview
 from core.predict import predict_tensor
 from core.store import RunStore
 
@@ -185,6 +185,16 @@ def test_every_schedule_can_be_plotted_before_training(scheduler):
         assert max(rates) == pytest.approx(0.1, rel=0.05) and rates[0] < 0.01 and rates[-1] < 0.001
     if scheduler == "cosine":
         assert rates[0] == pytest.approx(0.1) and rates[-1] < 0.001
+
+
+@pytest.mark.parametrize("scheduler", list(SCHEDULERS))
+def test_a_schedules_preview_draws_the_same_curve_in_fewer_steps(scheduler):
+    cfg = TrainConfig(epochs=40, lr=0.1, scheduler=scheduler, milestones=(10, 30), step_epochs=5)
+    epochs, rates = lr_preview(cfg, steps_per_epoch=500)  # 20,000 steps, previewed in 2,000
+    full = lr_curve(cfg, steps_per_epoch=500)
+    assert len(rates) == len(epochs) == 2000 and epochs[0] == 0 and epochs[-1] == pytest.approx(40, abs=0.05)
+    for epoch, rate in zip(epochs, rates, strict=True):
+        assert rate == pytest.approx(full[round(epoch * 500)], abs=0.002), epoch
 
 
 def test_confident_mistakes_are_the_surest_wrong_answers():
