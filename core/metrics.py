@@ -130,3 +130,12 @@ def confident_mistakes(probabilities: torch.Tensor, labels: torch.Tensor, top: i
     confidence, predicted = probabilities.max(1)
     wrong = (predicted != labels).nonzero().flatten()
     return wrong[confidence[wrong].argsort(descending=True)][:top], len(wrong)
+
+
+def predictions_fit(probabilities: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                    test_labels: torch.Tensor) -> bool:
+    """Whether a run's stored test predictions are of these test images, so that its mistakes can be shown from
+    them: as many classes, and its labels the first of the dataset's as loaded now (a CSV or folder that was
+    edited since the run was tested is not; a run may have been tested on the first N)."""
+    return (probabilities.shape[1] == num_classes and len(labels) <= len(test_labels)
+            and torch.equal(labels.long().cpu(), test_labels[:len(labels)].long().cpu()))

@@ -10,7 +10,7 @@ from core.augment import TEST_TIME_DESCRIPTIONS
 from core.checkpoint import CheckpointError
 from core.confidence import coverage_curve
 from core.engine import load_result
-from core.metrics import calibration, confident_mistakes, most_confused
+from core.metrics import calibration, confident_mistakes, most_confused, predictions_fit
 from core.preprocess import to_unit
 from core.store import DamagedRun, intact
 from pages.lib import choose_run, image_row, intro, my_runs, pct, workspace
@@ -61,6 +61,10 @@ if probs is None:
     st.stop()
 predicted = probs.argmax(1)
 names = r.class_names
+if data is not None and not predictions_fit(probs, labels, len(names), data.test_labels):
+    st.info(f"The test images of {r.config['dataset']} are not the ones this run was tested on (changed since?), "
+            f"so its mistakes are not shown.")
+    data = None
 
 classes_tab, confusion_tab, mistakes_tab, calibration_tab, epochs_tab = st.tabs(
     ["Per class", "Confusion", "Mistakes", "Calibration", "Per epoch"])

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.inspect import convolution_layers, feature_maps, filter_grid, tile
-from core.metrics import confident_mistakes
+from core.metrics import confident_mistakes, predictions_fit
 from core.predict import predict_tensor
 from core.preprocess import to_unit
 from pages.lib import image_row, intro, workspace
@@ -122,8 +122,8 @@ else:
     if data is not None:
         index = None
         predictions = store.test_predictions() if source == "a mistake" else None
-        if predictions is not None and (predictions[0].shape[1] != len(names) or len(predictions[1]) > len(data.test_labels)):
-            predictions = None  # they cannot be this dataset's test images (fewer may be: a run on its first N, as Results reads them)
+        if predictions is not None and not predictions_fit(*predictions, len(names), data.test_labels):
+            predictions = None  # they are not this dataset's test images as loaded now
         if predictions is not None and len(order := confident_mistakes(*predictions)[0]):
             test_probs, test_labels = predictions
             index = st.sidebar.selectbox("Mistake", [int(i) for i in order], key="inside_mistake",

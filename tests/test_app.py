@@ -275,6 +275,25 @@ def two_runs(small_mnist, tmp_path, monkeypatch):
     return list_runs()
 
 
+def test_results_of_a_run_whose_csv_was_edited_since_show_no_mistakes_of_other_images(mnist, tmp_path, monkeypatch):
+    from core.engine import train
+
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    csv_path = tmp_path / "digits.csv"
+
+    def write(count: int, offset: int) -> None:
+        images, labels = mnist.train_images[offset:offset + count], mnist.train_labels[offset:offset + count]
+        csv_path.write_text("\n".join(",".join(map(str, [int(y), *x.flatten().tolist()])) for x, y in zip(images, labels)))
+
+    write(500, 0)
+    train(TrainConfig(dataset=str(csv_path), model="mlp", epochs=1, batch_size=64, device="cpu"))
+    write(300, 1000)  # edited afterwards: fewer and other images
+    at = open_page("pages/4_Results.py")
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("not the ones this run was tested on" in i.value for i in at.info)
+    assert at.metric[0].label == "Test accuracy"  # the run itself still shows
+
+
 def select_rows(at: AppTest, rows: list[int]) -> None:
     """Tick rows of the runs table, as a click in the browser would."""
     at.session_state["runs_table"] = {"selection": {"rows": rows, "columns": [], "cells": []}}
