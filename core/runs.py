@@ -22,6 +22,7 @@ from core.importers import DataImportError
 from core.settings import HostSettings
 from core.store import ACTIVE, DamagedRun, RunStatus, RunStore, delete_run, find_run, list_runs, run_row, runs_dir
 from core.train import ProgressBar, report, train_on_ray
+from core.worker import LAUNCHING
 
 
 def _fmt(value, spec: str) -> str:
@@ -115,10 +116,13 @@ def cmd_stop(args) -> int:
     if status["status"] not in ACTIVE or not status.get("pid"):
         print(f"error: run {store.id} is {status['status']}, not training", file=sys.stderr)
         return 1
-    if status.get("backend") == "ray":  # its pid is the process that owns the actor, maybe the app's server
-        store.update_status(stop_requested=True)
-    else:
-        os.kill(status["pid"], signal.SIGTERM)  # the trainer ends within a batch and keeps its best checkpoint
+    store.update_status(stop_requested=True)  # read by a Ray run's owner, and by a worker as it starts
+    status = store.status()  # after the flag: a worker not yet started reads it; one started has written its own pid
+    if status.get("backend") != "ray" and status["status"] in ACTIVE and status.get("pid") and status.get("message") != LAUNCHING:
+        try:
+            os.kill(status["pid"], signal.SIGTERM)  # the trainer ends within a batch and keeps its best checkpoint
+        except ProcessLookupError:  # it ended meanwhile
+            pass
     print(f"asked run {store.id} to stop")
     return 0
 

@@ -27,7 +27,7 @@ from core.device import resolve_device
 from core.models import build_model, count_parameters
 from core.settings import HostSettings
 from core.store import ACTIVE, RESUMABLE, RUN_ID, RunStatus, RunStore, list_runs, owner, process_alive
-from core.worker import LocalWorker, Worker
+from core.worker import LAUNCHING, LocalWorker, Worker
 from core.workspaces import LOCAL, all_workspaces, workspace_root
 
 TRAINING = frozenset({RunStatus.LOADING, RunStatus.RUNNING, RunStatus.EVALUATING})
@@ -155,14 +155,14 @@ class Scheduler:
                             pid=None, finished=time.time()):
             self._refresh_soon()
             return
-        with self._lock:  # a launch holds this lock from claiming a run until its worker's pid is written
+        with self._lock:  # a launch holds this lock from claiming a run until its worker is in _workers
             status = store.status()
             pid = status.get("pid")
             if status["status"] not in ACTIVE:
                 return
-            self._stopping.add(store.path)
             mine = next((worker for path, worker in self._workers if path == store.path), None)
             if mine is not None:
+                self._stopping.add(store.path)  # if it dies before it says so, it ends as stopped, not interrupted
                 mine.stop()
             elif status.get("backend") == "ray":  # its owner (the command line, another server) passes it on
                 store.update_status(stop_requested=True)
@@ -299,7 +299,7 @@ class Scheduler:
         store = entry.store
         backend = "local" if self.cluster is None else "ray"  # from the claim on: a stop knows how to reach it
         if not store.transition({RunStatus.QUEUED}, status=RunStatus.LOADING, **owner(), backend=backend,
-                                stop_requested=False, message="Starting a worker process", started=time.time()):
+                                stop_requested=False, message=LAUNCHING, started=time.time()):
             return False
         limit = self.settings.max_train_seconds if entry.workspace != LOCAL else 0
         try:

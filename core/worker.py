@@ -28,7 +28,11 @@ from core.data import DatasetUnavailable, load_saved_dataset
 from core.engine import train
 from core.events import stop_on_sigterm
 from core.importers import DataImportError
-from core.store import DamagedRun, RunStatus, RunStore, owner
+from core.store import ACTIVE, DamagedRun, RunStatus, RunStore, owner
+
+
+LAUNCHING = "Starting a worker process"  # a run's message from its claim by a server until its worker runs
+WORKER_STARTED = "The worker process started"
 
 
 def exit_with(parent: int, store: RunStore) -> None:
@@ -37,9 +41,9 @@ def exit_with(parent: int, store: RunStore) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
-        try:
-            store.update_status(status=RunStatus.INTERRUPTED, pid=None, message="The server stopped while this run "
-                                "trained. Resume continues from its last finished epoch.")
+        try:  # only if still training: a run that finished while this process was ending keeps its status
+            store.transition(ACTIVE, status=RunStatus.INTERRUPTED, pid=None, message="The server stopped while this "
+                             "run trained. Resume continues from its last finished epoch.")
         finally:
             os._exit(3)
 
@@ -72,7 +76,7 @@ class LocalWorker:
                 [sys.executable, "-m", "core.worker", str(store.path), "--max-seconds", str(max_seconds),
                  "--parent", str(os.getpid()), "--threads", str(threads)],
                 cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        store.update_status(**owner(process.pid))
+        store.update_status(**owner(process.pid))  # its message stays LAUNCHING until it can take a SIGTERM
         return cls(process)
 
     def poll(self) -> int | None:
@@ -128,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     store = RunStore(Path(args.run_dir))
     if args.parent:
         exit_with(args.parent, store)
+    # From here a SIGTERM stops the run cleanly, so only now does the message say so; a stop asked before (python -m
+    # core.runs stop, which signals no process while the message is LAUNCHING: it may be the server's) is read here.
+    store.transition(ACTIVE, **owner(), message=WORKER_STARTED)
+    if store.raw_status().get("stop_requested"):
+        stop.set()
     return run_worker(store, stop, args.max_seconds)
 
 

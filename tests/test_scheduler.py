@@ -6,15 +6,19 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from core.config import TrainConfig
 from core.scheduler import Entry, QuotaExceeded, Scheduler, shutdown, turn_order
 from core.settings import HostSettings
-from core.store import ACTIVE, RunStatus, RunStore, list_runs
+from core.store import ACTIVE, RunStatus, RunStore, list_runs, owner
+from core.worker import LAUNCHING
 from core.workspaces import LOCAL, new_browser_key, workspace_for_key, workspace_root
 
 TINY = dict(epochs=1, batch_size=64, limit_train=600, val_split=0.05, device="cpu")
@@ -162,6 +166,54 @@ def test_concurrent_status_updates_from_threads_and_processes_lose_nothing(tmp_p
     missing = [f"{p}{i}" for p in [*(f"t{k}_" for k in range(6)), "p0_", "p1_"] for i in range(60) if f"{p}{i}" not in status]
     assert not missing, f"{len(missing)} updates lost"
     assert not [p for p in store.path.iterdir() if p.name.endswith(".tmp")]
+
+
+WORKER = """
+import os, sys, time
+from pathlib import Path
+from core.store import RunStore
+from core.worker import exit_with
+store = RunStore(Path(sys.argv[1]))
+exit_with(os.getppid(), store)
+store.update_status(status=sys.argv[2], pid=os.getpid())  # what the run says as its server dies
+print(os.getpid(), flush=True)
+time.sleep(60)
+"""
+SERVER = """
+import subprocess, sys
+worker = subprocess.Popen([sys.executable, "-c", sys.argv[1], *sys.argv[2:]], stdout=subprocess.PIPE, text=True)
+print(worker.stdout.readline().strip(), flush=True)  # then this 'server' ends, as a server that dies
+"""
+
+
+@pytest.mark.parametrize("said, left", [(RunStatus.RUNNING, RunStatus.INTERRUPTED), (RunStatus.FINISHED, RunStatus.FINISHED)])
+def test_a_worker_whose_server_died_leaves_a_training_run_interrupted_and_a_finished_one_finished(tmp_path, said, left):
+    store = RunStore.create(TrainConfig(), "mnist", tmp_path / "run")
+    server = subprocess.run([sys.executable, "-c", SERVER, WORKER, str(store.path), said], capture_output=True, text=True,
+                            timeout=60, cwd=Path(__file__).resolve().parents[1], env={**os.environ, "PYTHONPATH": "."})
+    worker = int(server.stdout.strip())
+    wait_for(lambda: not os.path.exists(f"/proc/{worker}"), 30, "the worker to notice")
+    assert store.status()["status"] == left
+
+
+def test_a_command_line_stop_while_a_server_starts_the_worker_never_signals_the_server_and_reaches_the_worker(store_root):
+    repo = Path(__file__).resolve().parents[1]
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])  # the server that claimed the run
+    try:
+        store = RunStore.create(TrainConfig(**TINY), "mnist", store_root / "run")
+        store.update_status(status=RunStatus.LOADING, **owner(server.pid), backend="local", message=LAUNCHING)
+        stop = subprocess.run([sys.executable, "-m", "core.runs", "stop", str(store.path)], cwd=repo, capture_output=True,
+                              text=True, timeout=120)
+        assert stop.returncode == 0, stop.stderr
+        time.sleep(0.5)
+        assert server.poll() is None  # the old command sent SIGTERM to the claim's pid: the server
+        worker = subprocess.run([sys.executable, "-m", "core.worker", str(store.path)], cwd=repo, capture_output=True,
+                                text=True, timeout=300)  # it starts as the server would have started it
+        assert worker.returncode == 0, worker.stdout + worker.stderr
+        assert store.status()["status"] == RunStatus.STOPPED
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_a_run_over_the_hosts_time_limit_stops_cleanly_and_keeps_its_best_checkpoint(make_scheduler):
