@@ -1,8 +1,10 @@
-"""A user's own images: a CSV in the ``mnist_train.csv`` layout or a folder per class.
+"""A user's own images: a CSV in the ``mnist_train.csv`` layout, a folder of class folders, or one holding
+``train/`` and ``test/`` (and ``val/``) folders of class folders; a zip of either folder.
 
-Both importers return the same ImageDataset as the built-in datasets, with a
-seeded 20 % held out as the test set. Malformed input is refused whole, with a
-message naming the row or file; nothing is half-loaded.
+Every importer returns the same ImageDataset as the built-in datasets: the splits of a train/test folder as
+given, else a seeded 20 % held out as the test set. Malformed input is refused whole, with a message naming
+the row or file; nothing is half-loaded. `import_user_data` (a path), `import_zip` and `import_upload` (bytes)
+are the entry points.
 """
 
 from __future__ import annotations

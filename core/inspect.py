@@ -28,7 +28,7 @@ from core.checkpoint import CheckpointError, load_checkpoint
 from core.confidence import is_sure
 from core.images import ImageRefused
 from core.models import first_convolution, layer_kind, numbered_layers
-from core.predict import predict_tensor, read_unit_image
+from core.predict import fit_to_input, predict_tensor, read_unit_image
 from core.preprocess import Normalizer
 from core.saliency import METHODS, attribution
 
@@ -117,7 +117,7 @@ def inspect_file(checkpoint_path: str, image_path: str, out: Path, method: str) 
     model, meta = checkpoint.model, checkpoint.meta
     shape = tuple(meta["input_shape"])
     own = read_unit_image(image_path, colour=shape[0] == 3)
-    x = own if own.shape == shape else TF.resize(own, list(shape[1:]), antialias=True).clamp(0, 1)  # as core.predict
+    x = fit_to_input(own, shape)
     probs = predict_tensor(checkpoint, x.unsqueeze(0))[0]
     index = int(probs.argmax())
     threshold = meta.get("threshold")

@@ -32,11 +32,14 @@ def read_unit_image(source: str | Path | BinaryIO, colour: bool, name: str | Non
 def image_to_tensor(source: str | Path | BinaryIO, shape: tuple[int, int, int], name: str | None = None) -> torch.Tensor:
     """An image file or upload as a C x H x W float tensor on [0, 1], converted and resized to `shape`
     (ImageRefused for one this app will not read)."""
-    c, h, w = shape
-    x = read_unit_image(source, colour=c == 3, name=name)
-    if x.shape[1:] != (h, w):
-        x = TF.resize(x, [h, w], antialias=True)
-    return x.clamp(0, 1)
+    return fit_to_input(read_unit_image(source, colour=shape[0] == 3, name=name), shape)
+
+
+def fit_to_input(image: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """A C x H x W image on [0, 1] (a read file, a drawing) resized to a model's input height and width."""
+    if image.shape[1:] != shape[1:]:
+        image = TF.resize(image, list(shape[1:]), antialias=True)
+    return image.clamp(0, 1)
 
 
 @torch.inference_mode()

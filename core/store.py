@@ -6,12 +6,15 @@
                        where it trains (backend "local" or "ray", node)
   epochs.json          per-epoch metrics so far
   steps.json           per-step loss and learning rate so far
-  best.safetensors/.json   the weights with the best validation accuracy (predict-ready)
+  best.safetensors/.json   the weights with the best validation accuracy or loss (config's best_by; predict-ready)
   last.safetensors/.json   the weights after the last finished epoch (predict-ready)
   resume.safetensors   everything Resume needs, in one file: weights, optimizer, schedule,
                        random state, the best weights and the curves so far
   evaluation.json      the test-set report; evaluation.safetensors its probabilities
+  filters.safetensors  the first convolution's weights after each epoch (the Inside page's filters)
+  embedding.safetensors    a 2-D projection of the penultimate features of some test images, per epoch
   events.out.tfevents.*    TensorBoard scalars
+  worker.log           the output of the worker process that trained it (the app's runs)
 
 The root is PLAYGROUND_RUNS_DIR (default `runs/`) for the local workspace, and
 a folder under it for each private workspace (core.workspaces). Every file is

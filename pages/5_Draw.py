@@ -7,17 +7,16 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 from streamlit_drawable_canvas import st_canvas
-from torchvision.transforms.v2 import functional as TF
 
 from core.drawing import ink_from_rgba, mnist_style
 from core.images import ImageRefused
-from core.predict import image_to_tensor, predict_tensor
+from core.predict import fit_to_input, image_to_tensor, predict_tensor
 from pages.lib import image_row, intro, workspace
 from pages.lib.insides import DRAWN, NO_THRESHOLD, answer, trained_run, why_this_answer
 
 st.set_page_config(page_title="Draw · ConvNet Playground", page_icon="✏️", layout="wide")
 st.title("✏️ Draw")
-intro("Draw a digit and see what the trained model predicts, with the exact 28 x 28 input it sees.")
+intro("Draw a digit and see what the trained model predicts, with the exact input it sees.")
 
 
 workspace()
@@ -40,9 +39,7 @@ with draw_col:
         if canvas.image_data is not None:
             digit = mnist_style(ink_from_rgba(canvas.image_data))
             if digit is not None:
-                model_input = torch.from_numpy(digit).view(1, 1, 28, 28)
-                if (height, width) != (28, 28):
-                    model_input = TF.resize(model_input, [height, width], antialias=True)
+                model_input = fit_to_input(torch.from_numpy(digit)[None], (channels, height, width)).unsqueeze(0)
     else:
         st.markdown("This model was trained on colour images: upload a photo instead of drawing.")
         upload = st.file_uploader("An image (PNG, JPEG, …)", type=["png", "jpg", "jpeg", "bmp", "gif", "webp"])

@@ -153,7 +153,7 @@ with st.form("rename"):
 
 st.markdown("**Export**")
 zip_col, onnx_col, script_col = st.columns(3)
-zip_col.download_button("📦 Download zip (config, metrics CSV, weights)", run_zip(store), file_name=f"{store.id}.zip",
+zip_col.download_button("📦 Download zip (config, metrics CSV, weights)", lambda: run_zip(store), file_name=f"{store.id}.zip",
                         mime="application/zip", width="stretch")
 if store.best_checkpoint.is_file() and onnx_col.button("Prepare ONNX model", width="stretch"):
     with st.spinner("Exporting to ONNX…"), tempfile.TemporaryDirectory() as tmp:

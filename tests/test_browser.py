@@ -1,5 +1,5 @@
 """End to end in a real browser: train a small model, draw a digit with the mouse, see the prediction, why,
-and the drawing's feature maps.
+the drawing's feature maps, and download the run's zip.
 
 Debian's Chromium driven by Playwright against `streamlit run app.py` on a free port.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import zipfile
 
 import pytest
 from browser import go_to, open_page, running_app, set_numbers
@@ -63,6 +64,17 @@ def test_train_then_draw_a_digit_and_see_the_prediction(mnist):
         page.get_by_role("tab", name="Why this answer").click()
         page.get_by_text("Grad-CAM").first.click()
         page.get_by_text("Where the last convolution's maps that favour this class are active").wait_for()
+
+        go_to(page, "Runs")  # the zip is made only when its button is clicked, on the server's own thread
+        grid = page.locator('[data-testid="stDataFrame"]').first
+        grid.wait_for()
+        page.wait_for_timeout(1000)
+        box = grid.bounding_box()
+        page.mouse.click(box["x"] + 12, box["y"] + 52)  # the selection cell of the first row
+        with page.expect_download() as download:
+            page.get_by_role("button", name=re.compile("Download zip")).click()
+        with zipfile.ZipFile(download.value.path()) as z:
+            assert {"config.json", "epochs.csv", "best.safetensors", "evaluation.json"} <= set(z.namelist())
         assert page.get_by_text("Traceback").count() == 0
         browser.close()
 
