@@ -12,7 +12,6 @@ one validator for every door that loads one.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from torch import nn
 from core.augment import TEST_TIME_AUGMENTATIONS, test_time_views_fit
 from core.config import ANY_NUMBER, LIST_LIMITS, Limit, within
 from core.data import MAX_CLASSES
-from core.files import atomic_write, write_json
+from core.files import atomic_write, read_json, write_json
 from core.models import MODELS, build_model, check_fits
 
 FORMAT_VERSION = 1
@@ -137,17 +136,13 @@ def check_description(meta: Any, source: str) -> dict[str, Any]:
 
 def read_description(meta_path: Path) -> dict[str, Any]:
     """A checkpoint's .json, read within a size limit and checked (CheckpointError if it cannot be used)."""
-    if not meta_path.is_file():
-        raise CheckpointError(f"{meta_path} is missing: a checkpoint is a .safetensors file with its .json beside it.")
-    if meta_path.stat().st_size > MAX_DESCRIPTION_BYTES:
-        raise CheckpointError(f"{meta_path.name} is larger than {MAX_DESCRIPTION_BYTES >> 10} kB; no checkpoint "
-                              f"description is.")
     try:
-        meta = json.loads(meta_path.read_bytes())
-    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise CheckpointError(f"{meta_path.name} is not readable JSON ({exc}).") from None
-    except RecursionError:
-        raise CheckpointError(f"{meta_path.name} is nested too deeply to be a checkpoint description.") from None
+        meta = read_json(meta_path, MAX_DESCRIPTION_BYTES)
+    except FileNotFoundError:
+        raise CheckpointError(f"{meta_path} is missing: a checkpoint is a .safetensors file with its .json "
+                              f"beside it.") from None
+    except ValueError as exc:
+        raise CheckpointError(f"{exc} It is not a checkpoint description this app writes.") from None
     return check_description(meta, meta_path.name)
 
 

@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from core.metrics import thinned
+
 CURVE_POINTS = 200  # a chart's width
 
 
@@ -43,6 +45,14 @@ def coverage_curve(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, list[
     order = top.argsort(descending=True)
     right = (predicted == labels.to(predicted.device))[order].double()
     kept = torch.arange(1, len(order) + 1, dtype=torch.float64)
-    keep = torch.linspace(0, len(order) - 1, min(CURVE_POINTS, len(order))).round().long().unique()
+    keep = torch.tensor(thinned(len(order), CURVE_POINTS), dtype=torch.long)
     return {"threshold": top[order][keep].tolist(), "coverage": (kept / len(order))[keep].tolist(),
             "accuracy": (right.cumsum(0) / kept)[keep].tolist()}
+
+
+def coverage_at(probs: torch.Tensor, labels: torch.Tensor, threshold: float) -> tuple[float, float | None]:
+    """The share of answers a threshold keeps (sure ones) and their accuracy (None when it keeps none)."""
+    top, predicted = probs.float().max(1)
+    kept = top >= threshold  # as is_sure
+    right = predicted[kept] == labels.to(predicted.device)[kept]
+    return float(kept.float().mean()), float(right.float().mean()) if kept.any() else None

@@ -19,7 +19,7 @@ from core.archives import check_member, is_hidden, member_path, open_zip, read_m
 from core.checkpoint import MAX_DESCRIPTION_BYTES, MAX_WEIGHTS_BYTES, Checkpoint, CheckpointError, load_checkpoint
 from core.config import TrainConfig
 from core.data import DATASETS
-from core.preprocess import Normalizer
+from core.predict import OnUnitPixels
 from core.store import RunStatus, RunStore, runs_dir
 
 MAX_UPLOAD_BYTES = 512 << 20
@@ -98,29 +98,13 @@ def import_checkpoint_zip(data: bytes, name: str, root: Path | None = None) -> R
     return store
 
 
-class _WithNormalization(nn.Module):
-    """The exported model takes images on [0, 1] and does its own normalisation and its run's test-time
-    augmentation, so it answers as the run's own predictions do."""
-
-    def __init__(self, checkpoint: Checkpoint) -> None:
-        super().__init__()
-        self.model = checkpoint.model
-        self.views = augment.TEST_TIME_AUGMENTATIONS[checkpoint.tta]
-        normalize = Normalizer(checkpoint.meta["mean"], checkpoint.meta["std"])
-        self.register_buffer("mean", normalize.mean)
-        self.register_buffer("std", normalize.std)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.views(self.model, (x - self.mean) / self.std).softmax(1)
-
-
 def to_onnx(checkpoint: Checkpoint, path: Path) -> Path:
     """Export to ONNX: input `images` N x C x H x W on [0, 1], output `probabilities` N x K."""
-    model = _WithNormalization(checkpoint).eval()
+    model = nn.Sequential(OnUnitPixels.of(checkpoint), nn.Softmax(dim=1)).eval()  # answers as the run's predictions
     example = torch.rand(2, *checkpoint.meta["input_shape"])
     batch = torch.export.Dim("batch", min=1)
     torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["probabilities"],
-                      dynamic_shapes={"x": {0: batch}}, dynamo=True, verbose=False)
+                      dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
     return path
 
 

@@ -1,4 +1,5 @@
-"""Atomic file writes and a file lock, so that readers and writers in many threads and processes never collide.
+"""Atomic file writes, a file lock and a bounded JSON read, so that readers and writers in many threads and
+processes never collide and no file read is larger than it may be.
 
 A reader never sees half a file: every write fills a temporary name of its own
 (process, thread and a random part) and renames it into place. A
@@ -38,6 +39,27 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=1)))
+
+
+def read_json(path: Path, max_bytes: int) -> Any:
+    """The JSON in `path`, read only when it is a regular file of at most `max_bytes` (a file anyone may have
+    replaced is never read whole first). FileNotFoundError when there is none; ValueError naming the file and why
+    for one that is not a regular file, too large, unreadable, not JSON or nested too deeply."""
+    if not path.is_file():
+        if path.exists():
+            raise ValueError(f"{path.name} is not a regular file.")
+        raise FileNotFoundError(path)
+    try:
+        if path.stat().st_size > max_bytes:
+            limit = f"{max_bytes >> 20} MB" if max_bytes >= 1 << 20 else f"{max_bytes >> 10} kB"
+            raise ValueError(f"{path.name} is larger than {limit}.")
+        return json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path.name} is not valid JSON ({exc}).") from None
+    except RecursionError:
+        raise ValueError(f"{path.name} is nested too deeply to be read.") from None
+    except OSError as exc:
+        raise ValueError(f"{path.name} cannot be read ({exc.strerror or exc}).") from None
 
 
 @contextlib.contextmanager

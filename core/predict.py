@@ -8,18 +8,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
+from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 from core.augment import TEST_TIME_AUGMENTATIONS
 from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from core.confidence import is_sure
 from core.images import ImageRefused, read_image
-from core.preprocess import Normalizer
 
 
 def read_unit_image(source: str | Path | BinaryIO, colour: bool, name: str | None = None) -> torch.Tensor:
@@ -42,13 +43,31 @@ def fit_to_input(image: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tens
     return image.clamp(0, 1)
 
 
+class OnUnitPixels(nn.Module):
+    """A run's model as it answers: images on [0, 1] in, normalised, the mean logits of its test-time views
+    (`tta`) out. What predictions, exports (ONNX) and attributions (gradients with respect to pixels) all run."""
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], tta: str = "none") -> None:
+        super().__init__()
+        self.model = model
+        self.views = TEST_TIME_AUGMENTATIONS[tta]
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    @classmethod
+    def of(cls, checkpoint: Checkpoint) -> "OnUnitPixels":
+        return cls(checkpoint.model, checkpoint.meta["mean"], checkpoint.meta["std"], checkpoint.tta)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.views(self.model, (x - self.mean) / self.std)
+
+
 @torch.inference_mode()
 def predict_tensor(checkpoint: Checkpoint, unit_images: torch.Tensor) -> torch.Tensor:
     """Class probabilities (N x K) for images on [0, 1] of the checkpoint's input shape, with the test-time
     augmentation its run evaluated with."""
-    normalize = Normalizer(checkpoint.meta["mean"], checkpoint.meta["std"])
     checkpoint.model.eval()
-    return TEST_TIME_AUGMENTATIONS[checkpoint.tta](checkpoint.model, normalize(unit_images)).softmax(1)
+    return OnUnitPixels.of(checkpoint)(unit_images).softmax(1)
 
 
 def predict_files(checkpoint: Checkpoint, paths: list[str]) -> list[dict[str, Any]]:

@@ -15,28 +15,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from core.augment import TEST_TIME_AUGMENTATIONS
+from core.predict import OnUnitPixels
 
 METHODS = {
     "saliency": "gradient saliency: how much each pixel's change would move the class's score",
     "integrated-gradients": "integrated gradients: each pixel's share of the score, summed from a black image to this one",
     "gradcam": "Grad-CAM: where the last convolution's feature maps that favour the class light up",
 }
-
-
-class OnUnitPixels(nn.Module):
-    """The model with its input normalisation in front, so gradients are taken with respect to pixels on [0, 1],
-    answering as the run does: the mean of the logits of its test-time views (`tta`)."""
-
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], tta: str = "none") -> None:
-        super().__init__()
-        self.model = model
-        self.views = TEST_TIME_AUGMENTATIONS[tta]
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.views(self.model, (x - self.mean) / self.std)
 
 
 ELEMENTWISE = (nn.BatchNorm2d, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU)  # keep a feature map's shape

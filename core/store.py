@@ -43,7 +43,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from core.config import TrainConfig
-from core.files import atomic_write, locked, write_json
+from core.files import atomic_write, locked, read_json, write_json
 
 RUNS_DIR_VAR = "PLAYGROUND_RUNS_DIR"
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")
@@ -111,17 +111,11 @@ def process_alive(pid: int | None, started: int | None = None) -> bool:
 def read_json_file(path: Path, expect: type, default: Any = None) -> Any:
     """The JSON in `path` when it is an `expect` (dict or list); `default` when missing; DamagedRun otherwise."""
     try:
-        if not path.is_file():
-            if path.exists():
-                raise DamagedRun(f"{path.name} is not a regular file.")
-            return default
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise DamagedRun(f"{path.name} is larger than {MAX_JSON_BYTES >> 20} MB.")
-        data = json.loads(path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise DamagedRun(f"{path.name} is not valid JSON ({exc}).") from None
-    except OSError as exc:
-        raise DamagedRun(f"{path.name} cannot be read ({exc.strerror or exc}).") from None
+        data = read_json(path, MAX_JSON_BYTES)
+    except FileNotFoundError:
+        return default
+    except ValueError as exc:
+        raise DamagedRun(str(exc)) from None
     if not isinstance(data, expect):
         raise DamagedRun(f"{path.name} holds {type(data).__name__} {str(data)[:40]!r}, not a JSON "
                          f"{'object' if expect is dict else 'list'}.")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.augment import TEST_TIME_DESCRIPTIONS
 from core.checkpoint import CheckpointError
-from core.confidence import coverage_curve
+from core.confidence import coverage_at, coverage_curve
 from core.engine import load_result
 from core.metrics import calibration, confident_mistakes, most_confused, predictions_fit
 from core.preprocess import to_unit
@@ -137,10 +137,8 @@ with calibration_tab:
                       customdata=curve["threshold"], line=dict(color="#4F46E5"),
                       hovertemplate="threshold %{customdata:.1%}<br>answers %{x:.1%}, right %{y:.2%}<extra></extra>")
     if r.threshold is not None:
-        top = probs.max(1).values
-        kept = top >= r.threshold
-        kept_accuracy = float((predicted[kept] == labels[kept]).float().mean()) if kept.any() else None
-        cover.add_scatter(x=[float(kept.float().mean())], y=[kept_accuracy], mode="markers", name="this run's threshold",
+        answered, kept_accuracy = coverage_at(probs, labels, r.threshold)
+        cover.add_scatter(x=[answered], y=[kept_accuracy], mode="markers", name="this run's threshold",
                           marker=dict(color="#EA580C", size=11))
     st.plotly_chart(cover, width="stretch")
     if r.threshold is None:
@@ -148,7 +146,7 @@ with calibration_tab:
     else:
         st.caption(f"The threshold {r.threshold:.1%} was calibrated on the validation set (the midpoint between the wrong "
                    f"answers' mean confidence plus its spread and the right ones' minus theirs). Below it the Draw page "
-                   f"says \"not sure\"; here it would answer {float(kept.float().mean()):.1%} of the test images and be right "
+                   f"says \"not sure\"; here it would answer {answered:.1%} of the test images and be right "
                    f"on {pct(kept_accuracy)} of them.")
 
 with epochs_tab:

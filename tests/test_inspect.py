@@ -17,7 +17,7 @@ from PIL import Image
 from test_models import SHAPES
 
 from core.checkpoint import load_checkpoint
-from core.confidence import coverage_curve, is_sure, not_sure_threshold
+from core.confidence import coverage_at, coverage_curve, is_sure, not_sure_threshold
 from core.config import TrainConfig
 from core.engine import train
 from core.inspect import feature_maps, filter_grid, shown_layers
@@ -118,6 +118,10 @@ def test_coverage_curve_keeps_the_surest_answers_first():
     assert curve["threshold"] == pytest.approx([0.9, 0.8, 0.7, 0.6])
     assert curve["coverage"] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert curve["accuracy"] == pytest.approx([1.0, 1.0, 2 / 3, 0.5])
+    assert coverage_at(probs, labels, 0.7) == pytest.approx((0.75, 2 / 3))  # a threshold keeps what reaches it
+    assert coverage_at(probs, labels, 0.95) == (0.0, None)
+    many = torch.rand(5000, 3)
+    assert len(coverage_curve(many, torch.zeros(5000, dtype=torch.long))["coverage"]) == 200  # a chart's width
 
 
 def test_a_run_stores_its_threshold_and_predict_says_whether_it_is_sure(trained, small_mnist, tmp_path):
