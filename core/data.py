@@ -21,6 +21,8 @@ import torch
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.utils import check_integrity, extract_archive
 
+from core.files import atomic_write, safe_name
+
 MAX_CLASSES = 10_000  # a dataset's classes: a checkpoint with more is refused, an import too
 
 DATA_DIR_VAR = "PLAYGROUND_DATA_DIR"
@@ -63,20 +65,22 @@ class DatasetSource:
     tv_class: type
     archive_subdir: str  # folder inside PLAYGROUND_ARCHIVE_DIR
     description: str
+    train_size: int  # images in its training split (the queue's time estimates, before any is loaded)
 
 
 DATASETS: dict[str, DatasetSource] = {
     "mnist": DatasetSource(
-        "MNIST", tv_datasets.MNIST, "mnist", "70,000 handwritten digits, 28 x 28 grey"
+        "MNIST", tv_datasets.MNIST, "mnist", "70,000 handwritten digits, 28 x 28 grey", 60_000
     ),
     "fashion-mnist": DatasetSource(
         "Fashion-MNIST",
         tv_datasets.FashionMNIST,
         "fashion-mnist",
         "70,000 Zalando clothing images in 10 classes, 28 x 28 grey",
+        60_000,
     ),
     "cifar10": DatasetSource(
-        "CIFAR-10", tv_datasets.CIFAR10, "", "60,000 small photos in 10 classes, 32 x 32 colour"
+        "CIFAR-10", tv_datasets.CIFAR10, "", "60,000 small photos in 10 classes, 32 x 32 colour", 50_000
     ),
 }
 
@@ -249,8 +253,6 @@ def save_dataset(data: ImageDataset, folder: Path) -> Path:
     process, a resumed run and a restarted server can load it by path."""
     from safetensors.torch import save_file
 
-    from core.files import atomic_write
-
     tensors = {"train_images": data.train_images, "train_labels": data.train_labels,
                "test_images": data.test_images, "test_labels": data.test_labels}
     meta = {"name": data.name, "class_names": list(data.class_names), "mean": list(data.mean), "std": list(data.std),
@@ -258,8 +260,7 @@ def save_dataset(data: ImageDataset, folder: Path) -> Path:
     digest = hashlib.sha256(json.dumps(meta).encode())  # two datasets of the same pixels but other splits or names
     for t in tensors.values():
         digest.update(t.contiguous().numpy().tobytes())
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in data.name)[:40] or "data"
-    path = folder / f"{safe}-{digest.hexdigest()[:12]}{SAVED_SUFFIX}"
+    path = folder / f"{safe_name(data.name)}-{digest.hexdigest()[:12]}{SAVED_SUFFIX}"
     if not path.is_file():
         atomic_write(path, lambda p: save_file({k: v.contiguous() for k, v in tensors.items()}, str(p),
                                                metadata={"json": json.dumps(meta)}))

@@ -203,7 +203,7 @@ def standalone_script(cfg: TrainConfig, title: str) -> str:
     copied in from their modules (they depend on torch and torchvision only), so
     the script trains exactly the architecture the run trained.
     """
-    if cfg.dataset not in ("mnist", "fashion-mnist", "cifar10"):
+    if cfg.dataset not in DATASETS:
         raise ValueError("Only runs on a built-in dataset can be exported as a script.")
     parts = [
         f'"""Retrain {title} with plain PyTorch and torchvision: python this_file.py --data DATA_ROOT\n\n'

@@ -41,6 +41,12 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=1)))
 
 
+def safe_name(text: str, limit: int = 40) -> str:
+    """A part of a file name made from a user's text (a dataset's name): letters, digits, '-', '_' and '.', the
+    rest as '_', at most `limit` long, never starting with '.', '-' or '_' (no hidden files); "data" when empty."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:limit].lstrip("._-") or "data"
+
+
 def read_json(path: Path, max_bytes: int) -> Any:
     """The JSON in `path`, read only when it is a regular file of at most `max_bytes` (a file anyone may have
     replaced is never read whole first). FileNotFoundError when there is none; ValueError naming the file and why

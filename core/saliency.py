@@ -10,19 +10,13 @@ matters most), whatever the channels.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from core.predict import OnUnitPixels
-
-METHODS = {
-    "saliency": "gradient saliency: how much each pixel's change would move the class's score",
-    "integrated-gradients": "integrated gradients: each pixel's share of the score, summed from a black image to this one",
-    "gradcam": "Grad-CAM: where the last convolution's feature maps that favour the class light up",
-}
-
 
 ELEMENTWISE = (nn.BatchNorm2d, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.GELU)  # keep a feature map's shape
 
@@ -41,31 +35,59 @@ def gradcam_layer(model: nn.Module) -> nn.Module | None:
     return stages[last]
 
 
+def _saliency(wrapped: OnUnitPixels, x: torch.Tensor, target: int) -> torch.Tensor:
+    from captum.attr import Saliency  # a second to import: only when asked
+
+    return Saliency(wrapped).attribute(x, target=target, abs=True).amax(1)
+
+
+def _integrated_gradients(wrapped: OnUnitPixels, x: torch.Tensor, target: int) -> torch.Tensor:
+    from captum.attr import IntegratedGradients
+
+    return IntegratedGradients(wrapped).attribute(x, baselines=torch.zeros_like(x), target=target, n_steps=32).abs().sum(1)
+
+
+def _gradcam(wrapped: OnUnitPixels, x: torch.Tensor, target: int) -> torch.Tensor:
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    layer = gradcam_layer(wrapped.model)
+    if layer is None:
+        raise ValueError("Grad-CAM looks at a convolution's feature maps, and this network has none; "
+                         "choose gradient saliency or integrated gradients.")
+    cam = LayerGradCam(wrapped, layer).attribute(x, target=target, relu_attributions=True)
+    return LayerAttribution.interpolate(cam, tuple(x.shape[2:]), "bilinear").sum(1)
+
+
+@dataclass(frozen=True)
+class Method:
+    label: str  # as a choice on a page
+    description: str
+    attribute: Callable[[OnUnitPixels, torch.Tensor, int], torch.Tensor]  # 1 x C x H x W input -> 1 x H x W map
+    over_views: bool  # explains the answer of the run's test-time views; False: the plain pass alone
+
+
+METHODS = {
+    "saliency": Method("gradient", "gradient saliency: how much each pixel's change would move the class's score",
+                       _saliency, True),
+    "integrated-gradients": Method("integrated gradients", "integrated gradients: each pixel's share of the score, "
+                                   "summed from a black image to this one", _integrated_gradients, True),
+    # one layer's maps in one pass, which a mirrored or shifted view would not line up with
+    "gradcam": Method("Grad-CAM", "Grad-CAM: where the last convolution's feature maps that favour the class light up",
+                      _gradcam, False),
+}
+
+
 def attribution(model: nn.Module, mean: Sequence[float], std: Sequence[float], image: torch.Tensor, target: int,
                 method: str = "saliency", tta: str = "none") -> torch.Tensor:
     """An H x W map on [0, 1] of how much each pixel of `image` (C x H x W on [0, 1]) counts for class `target`
-    in the answer of the run's test-time augmentation `tta`. Grad-CAM reads one layer's maps in one pass, which
-    a mirrored or shifted view would not line up with: it explains the plain pass. ValueError for an unknown
-    method, or Grad-CAM on a network without convolutions."""
-    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency  # a second to import
-
+    in the answer of the run's test-time augmentation `tta` (Grad-CAM: of its plain pass). ValueError for an
+    unknown method, or Grad-CAM on a network without convolutions."""
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    chosen = METHODS[method]
     model = copy.deepcopy(model).eval()  # Captum hooks a private copy: concurrent calls on one shared model never meet
-    wrapped = OnUnitPixels(model, mean, std, "none" if method == "gradcam" else tta).to(image.device).eval()
+    wrapped = OnUnitPixels(model, mean, std, tta if chosen.over_views else "none").to(image.device).eval()
     x = image.unsqueeze(0).float().requires_grad_(True)
-    if method == "saliency":
-        values = Saliency(wrapped).attribute(x, target=target, abs=True).amax(1)
-    elif method == "integrated-gradients":
-        values = IntegratedGradients(wrapped).attribute(x, baselines=torch.zeros_like(x), target=target,
-                                                        n_steps=32).abs().sum(1)
-    else:
-        layer = gradcam_layer(model)
-        if layer is None:
-            raise ValueError("Grad-CAM looks at a convolution's feature maps, and this network has none; "
-                             "choose gradient saliency or integrated gradients.")
-        cam = LayerGradCam(wrapped, layer).attribute(x, target=target, relu_attributions=True)
-        values = LayerAttribution.interpolate(cam, tuple(image.shape[1:]), "bilinear").sum(1)
-    values = values[0].detach().float()
+    values = chosen.attribute(wrapped, x, target)[0].detach().float()
     top = values.max()
     return values / top if top > 0 else values

@@ -23,6 +23,7 @@ import torch
 
 from core.cluster import Cluster
 from core.config import TrainConfig
+from core.data import DATASETS
 from core.device import resolve_device
 from core.models import build_model, count_parameters
 from core.settings import HostSettings
@@ -31,7 +32,6 @@ from core.worker import LAUNCHING, LocalWorker, Worker
 from core.workspaces import LOCAL, all_workspaces, workspace_root
 
 TRAINING = frozenset({RunStatus.LOADING, RunStatus.RUNNING, RunStatus.EVALUATING})
-BUILTIN_TRAIN_SIZES = {"mnist": 60000, "fashion-mnist": 60000, "cifar10": 50000}
 
 
 class QuotaExceeded(ValueError):
@@ -377,9 +377,10 @@ class Scheduler:
         """Seconds a queued run will train: its epochs times its images over the latest speed of its model here."""
         rate = next((e.samples_per_second for e in entries if e.config.model == entry.config.model
                      and e.samples_per_second), None) or self._rates.get(entry.config.model)
-        size = BUILTIN_TRAIN_SIZES.get(entry.config.dataset)
-        if rate is None or size is None:
+        source = DATASETS.get(entry.config.dataset)
+        if rate is None or source is None:
             return None
+        size = source.train_size
         images = min(entry.config.limit_train or size, round(size * (1 - entry.config.val_split)))
         return entry.config.epochs * images / rate
 

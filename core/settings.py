@@ -40,6 +40,13 @@ class HostSettings:
             return self.worker_threads
         return max(1, (os.cpu_count() or 1) // max(1, self.runs_per_cpu))
 
+    def upload_refused(self, name: str, size: int, shared: bool) -> str | None:
+        """Why an upload of `size` bytes is not taken (over max_upload_mb on a shared workspace), else None: a
+        laptop's own workspace takes any size."""
+        if not shared or size <= self.max_upload_mb << 20:
+            return None
+        return f"{name} is {size / 2**20:,.1f} MB; this server takes uploads of up to {self.max_upload_mb} MB. Nothing was loaded."
+
     @classmethod
     def load(cls, secrets_file: Path = SECRETS) -> "HostSettings":
         """Environment (PLAYGROUND_<NAME>), then secrets.toml's [playground] table, then the defaults."""

@@ -43,7 +43,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from core.config import TrainConfig
-from core.files import atomic_write, locked, read_json, write_json
+from core.files import atomic_write, locked, read_json, safe_name, write_json
 
 RUNS_DIR_VAR = "PLAYGROUND_RUNS_DIR"
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")
@@ -225,8 +225,7 @@ class RunStore:
         """
         if folder is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in dataset_name)[:40].lstrip("._-") or "data"
-            folder = Path(root or runs_dir()) / f"{stamp}-{safe}-{cfg.model}-{os.urandom(3).hex()}"
+            folder = Path(root or runs_dir()) / f"{stamp}-{safe_name(dataset_name)}-{cfg.model}-{os.urandom(3).hex()}"
         store = cls(Path(folder))
         store._check_new_folder()
         try:

@@ -50,10 +50,8 @@ if chosen_dataset_name() == UPLOAD:
         "A CSV in the mnist_train.csv layout (label, then 784 pixels per row), or a .zip of an image folder: one "
         "sub-folder per class, or train/ and test/ (and val/) folders of them",
         type=["csv", "zip"])
-    limit_mb = settings().max_upload_mb
-    if upload is not None and ws != LOCAL and upload.size > limit_mb << 20:
-        st.error(f"{upload.name} is {upload.size / 2**20:,.1f} MB; this server takes uploads of up to {limit_mb} MB. "
-                 f"Nothing was loaded.")
+    if upload is not None and (refused := settings().upload_refused(upload.name, upload.size, ws != LOCAL)):
+        st.error(refused)
     elif upload is not None and st.session_state.get("user_upload_id") != upload.file_id:
         bar = st.progress(0.0, text=f"Reading {upload.name}…")
         try:

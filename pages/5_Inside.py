@@ -146,7 +146,7 @@ best = int(probs.argmax())
 with maps_tab:
     left, right = st.columns([1, 4])
     with left:
-        image_row((image * 255).round().byte().unsqueeze(0), [f"says {said[:16]} ({float(probs[best]):.0%})"], width=140)
+        image_row(image.unsqueeze(0), [f"says {said[:16]} ({float(probs[best]):.0%})"], width=140)
         if runner_ups:
             st.caption(runner_ups)
     layers = feature_maps(model, meta["mean"], meta["std"], image)
@@ -179,6 +179,6 @@ with maps_tab:
 with why_tab:
     left, right = st.columns([1, 3])
     with left:
-        image_row((image * 255).round().byte().unsqueeze(0), [f"says {said[:16]}"], width=168)
+        image_row(image.unsqueeze(0), [f"says {said[:16]}"], width=168)
     with right:
         why_this_answer(checkpoint, image, best, key="inside_method", width=280)

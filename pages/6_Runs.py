@@ -39,9 +39,8 @@ def delete_box(store: RunStore, title: str) -> None:
 
 with st.expander("⬆️ Upload a checkpoint zip (from another machine's Runs page)"):
     upload = st.file_uploader("A run's zip: only its best.safetensors and best.json are read", type=["zip"])
-    limit_mb = settings().max_upload_mb
-    if upload is not None and ws != LOCAL and upload.size > limit_mb << 20:
-        st.error(f"{upload.name} is {upload.size / 2**20:,.1f} MB; this server takes uploads of up to {limit_mb} MB.")
+    if upload is not None and (refused := settings().upload_refused(upload.name, upload.size, ws != LOCAL)):
+        st.error(refused)
     elif upload is not None and st.session_state.get("_imported") != upload.file_id:
         try:
             jobs().check_room(ws)

@@ -135,6 +135,14 @@ def test_quotas_refuse_with_a_message_that_says_what_to_do(make_scheduler):
         sched.stop(r)
 
 
+def test_uploads_over_the_hosts_limit_are_refused_on_a_shared_server_and_taken_on_a_laptop():
+    settings = HostSettings(max_upload_mb=2)
+    assert settings.upload_refused("big.zip", (2 << 20) + 1, shared=True) == (
+        "big.zip is 2.0 MB; this server takes uploads of up to 2 MB. Nothing was loaded.")
+    assert settings.upload_refused("big.zip", 2 << 20, shared=True) is None
+    assert settings.upload_refused("big.zip", 50 << 20, shared=False) is None
+
+
 def test_a_queued_run_can_be_cancelled(make_scheduler):
     sched = make_scheduler(HostSettings(runs_per_cpu=1))
     training = sched.submit(TrainConfig(**{**TINY, "epochs": 20}), LOCAL, "mnist")

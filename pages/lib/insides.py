@@ -91,8 +91,7 @@ def show(array: np.ndarray, width: int, caption: str | None = None) -> None:
 def why_this_answer(checkpoint: Checkpoint, image: torch.Tensor, target: int, key: str, width: int = 168) -> None:
     """A method choice and its attribution map over `image` (C x H x W on [0, 1]) for class `target`."""
     method = st.radio("Why this answer?", list(METHODS), key=key, horizontal=True,
-                      format_func=lambda m: {"saliency": "gradient", "integrated-gradients": "integrated gradients",
-                                             "gradcam": "Grad-CAM"}[m], help="\n\n".join(METHODS.values()))
+                      format_func=lambda m: METHODS[m].label, help="\n\n".join(m.description for m in METHODS.values()))
     try:
         saliency = attribution(checkpoint.model, checkpoint.meta["mean"], checkpoint.meta["std"], image, target, method,
                                checkpoint.tta)
