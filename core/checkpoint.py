@@ -30,7 +30,7 @@ from core.models import MODELS, build_model, check_fits
 FORMAT_VERSION = 1
 MAX_DESCRIPTION_BYTES = 1 << 20  # a description with 1,000 class names is about 30 kB
 MAX_WEIGHTS_BYTES = 512 << 20
-MAX_SIDE = 4096  # pixels of an input image's height or width, as core.images reads them
+MAX_SIDE = 4096  # pixels of a model's input height or width: no image core.images reads is larger
 MAX_NAME_CHARS = 255
 
 

@@ -21,8 +21,8 @@ LIVE_INTERVAL = 1.0  # seconds between writes of the live progress (steps.json a
 class RunRecorder:
     """status.json (status, progress, summary), epochs.json and steps.json of one run."""
 
-    def __init__(self, store: RunStore, live_interval: float = LIVE_INTERVAL) -> None:
-        self.store, self.live_interval = store, live_interval
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
         self.epochs: list[dict] = []
         self.steps: list[dict] = []
         self.last_write = 0.0
@@ -38,7 +38,7 @@ class RunRecorder:
             self.store.update_status(status=event.status, message=event.message, **owner())
         elif isinstance(event, StepEvent):
             self.steps.append(event.record())
-            if time.monotonic() - self.last_write >= self.live_interval:
+            if time.monotonic() - self.last_write >= LIVE_INTERVAL:
                 self.last_write = time.monotonic()
                 self.store.write_metrics(self.epochs, self.steps)
                 self.store.update_status(step=event.step, total_steps=event.total_steps, eta_seconds=event.eta_seconds,

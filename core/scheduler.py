@@ -45,7 +45,7 @@ class Entry:
     store: RunStore
     workspace: str
     status: RunStatus
-    device: str  # "cpu", "cuda" or "mps": resolve_device's type for the run's config
+    device: str  # "cpu", "cuda" or "mps": where the run trains (device_kind here, the cluster's choice on Ray)
     queued_at: float
     started: float
     eta_seconds: float | None
@@ -132,7 +132,7 @@ class Scheduler:
                                 f"{self.settings.max_parameters:,}: choose smaller hidden layers or another model.")
 
     def resume(self, store: RunStore, workspace: str) -> None:
-        """Queue an interrupted, stopped or cancelled run to continue from its last finished epoch."""
+        """Queue an interrupted, stopped, failed or cancelled run (RESUMABLE) to continue from its last finished epoch."""
         if not store.has_training_state():
             raise ValueError(f"Run {store.id} has no finished epoch to continue from.")
         self._check_device(store.config())

@@ -48,11 +48,11 @@ class HostSettings:
         return f"{name} is {size / 2**20:,.1f} MB; this server takes uploads of up to {self.max_upload_mb} MB. Nothing was loaded."
 
     @classmethod
-    def load(cls, secrets_file: Path = SECRETS) -> "HostSettings":
+    def load(cls) -> "HostSettings":
         """Environment (PLAYGROUND_<NAME>), then secrets.toml's [playground] table, then the defaults."""
         table: dict = {}
         try:
-            table = tomllib.loads(secrets_file.read_text()).get("playground", {})
+            table = tomllib.loads(SECRETS.read_text()).get("playground", {})
         except (OSError, tomllib.TOMLDecodeError, AttributeError):
             pass
         values = {}

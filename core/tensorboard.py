@@ -6,6 +6,8 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
+from core.events import EpochEvent, StepEvent
+
 
 HISTOGRAM_RANGE = 1e12  # TensorBoard's default bins end near 1e12: values beyond leave the histogram empty, an error
 
@@ -17,7 +19,7 @@ class TensorBoard:
         # purge_step drops events past the last checkpoint when an interrupted run resumes
         self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge_step)
 
-    def step(self, event) -> None:
+    def step(self, event: StepEvent) -> None:
         """A reported step: loss and learning rate; per layer its activations' mean and std, its gradient's norm
         (scalars) and its activations (a histogram)."""
         self.writer.add_scalar("step/train_loss", event.loss, event.step)
@@ -30,7 +32,7 @@ class TensorBoard:
             if bool(values.isfinite().all()) and float(values.abs().max()) < HISTOGRAM_RANGE:  # a diverging layer has none
                 self.writer.add_histogram(f"activations/{layer}", values, event.step)
 
-    def epoch(self, record) -> None:
+    def epoch(self, record: EpochEvent) -> None:
         values = {"train_loss": record.train_loss, "train_accuracy": record.train_accuracy,
                   "val_loss": record.val_loss, "val_accuracy": record.val_accuracy,
                   "test_loss": record.test_loss, "test_accuracy": record.test_accuracy}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -148,7 +149,7 @@ def my_workspace() -> str:
     return st.session_state.get(WORKSPACE_KEY) or workspace()
 
 
-def my_root():
+def my_root() -> Path:
     """Where this visitor's runs live."""
     return workspace_root(my_workspace())
 
@@ -191,8 +192,8 @@ def intro(text: str) -> None:
     st.caption(text)
 
 
-def pct(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None else f"{value:.{digits}%}"
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2%}"
 
 
 def dataset_title(name: str) -> str:
