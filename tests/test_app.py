@@ -20,6 +20,7 @@ from core.config import TrainConfig
 from core.scheduler import scheduler
 from core.settings import HostSettings
 from core.store import ACTIVE, RunStatus, find_run
+from pages.lib import insides
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 120
@@ -512,6 +513,12 @@ def test_inside_shows_filters_per_epoch_feature_maps_and_why(two_runs):
     for method in ("integrated-gradients", "gradcam"):
         at.radio(key="inside_method").set_value(method).run()
         assert not at.exception, [e.message for e in at.exception]
+    with pytest.MonkeyPatch.context() as patch:  # a map with nothing in it says why
+        patch.setattr(insides, "attribution", lambda *args: torch.zeros(28, 28))
+        at.run()
+        assert any(i.value.startswith("Grad-CAM finds nothing here") for i in at.info)
+        at.radio(key="inside_method").set_value("saliency").run()
+        assert any(i.value.startswith("No pixel moves this class's score") for i in at.info)
     trained_filters = at.get("image")[0].proto.imgs[0].url
     at.select_slider(key="filters_epoch").set_value("0 (as initialised)").run()
     assert not at.exception and at.get("image")[0].proto.imgs[0].url != trained_filters  # another picture

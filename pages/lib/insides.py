@@ -32,6 +32,13 @@ WHAT_TO_LOOK_FOR = {
     "gradcam": "Where the last convolution's maps that favour this class are active, coarse because that layer is "
                "small. It may point at background whose emptiness is evidence too (a 7 has no loop at the bottom).",
 }
+NOTHING_SHOWN = {  # an all-zero map: say why, rather than show a picture without red
+    "gradcam": "Grad-CAM finds nothing here: none of the last convolution's maps, weighed by how they move this "
+               "class's score, is positive anywhere (Grad-CAM keeps only evidence for the class). Models early in "
+               "training often show this; gradient saliency still shows which pixels move the score.",
+}
+NOTHING_MOVES = ("No pixel moves this class's score here: every gradient is zero (units saturated or switched off "
+                 "for this image).")
 GRADCAM_ONE_PASS = (" This run answers with the mean over test-time views of the image; Grad-CAM looks at the image "
                     "as it is only, since a mirrored view's maps would not line up with it.")
 
@@ -99,7 +106,10 @@ def why_this_answer(checkpoint: Checkpoint, image: torch.Tensor, target: int, ke
         st.info(str(exc))
         return
     show(overlay(image, saliency), width, caption=f"why {checkpoint.class_names[target][:16]}")
-    st.caption(WHAT_TO_LOOK_FOR[method] + (GRADCAM_ONE_PASS if method == "gradcam" and checkpoint.tta != "none" else ""))
+    if not float(saliency.max()) > 0:
+        st.info(NOTHING_SHOWN.get(method, NOTHING_MOVES))
+    else:
+        st.caption(WHAT_TO_LOOK_FOR[method] + (GRADCAM_ONE_PASS if method == "gradcam" and checkpoint.tta != "none" else ""))
 
 
 def answer(probs: torch.Tensor, names: Sequence[str], threshold: float | None) -> tuple[str, str | None]:
