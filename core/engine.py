@@ -323,7 +323,8 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     layer_stats.close()
     if result.status == RunStatus.RUNNING:
         result.status = RunStatus.FINISHED
-        result.message = result.message or f"Finished {len(result.epochs)} epochs."
+        n = len(result.epochs)
+        result.message = result.message or f"Finished {n} epoch{'' if n == 1 else 's'}."
     if best_state is not None:
         model.load_state_dict(best_state)  # from Resume's state too, so best.* matches it after a kill
     if best_val_probs is None and len(val_idx):  # resumed, or stopped inside the first epoch (None if stopped again)

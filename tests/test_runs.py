@@ -31,6 +31,7 @@ def test_a_run_leaves_a_complete_record(small_mnist, tmp_path):
     assert not [n for n in names if n.endswith(".tmp")]
     status = store.status()
     assert status["status"] == "finished" and status["test_accuracy"] == result.test_accuracy
+    assert status["message"] == "Finished 2 epochs."
     assert store.config() == cfg
     assert [e["epoch"] for e in store.epochs()] == [1, 2]
     assert store.steps()[-1]["step"] == result.steps[-1]["step"]
