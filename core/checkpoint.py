@@ -30,7 +30,7 @@ from core.models import MODELS, build_model, check_fits
 FORMAT_VERSION = 1
 MAX_DESCRIPTION_BYTES = 1 << 20  # a description with 1,000 class names is about 30 kB
 MAX_WEIGHTS_BYTES = 512 << 20
-MAX_SIDE = 4096  # pixels of a model's input height or width: no image core.images reads is larger
+MAX_SIDE = 4096  # pixels of a model's input height or width: a square input of core.images' pixel limit
 MAX_NAME_CHARS = 255
 
 
@@ -142,7 +142,7 @@ def read_description(meta_path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{meta_path} is missing: a checkpoint is a .safetensors file with its .json "
                               f"beside it.") from None
     except ValueError as exc:
-        raise CheckpointError(f"{exc} It is not a checkpoint description this app writes.") from None
+        raise CheckpointError(str(exc)) from None
     return check_description(meta, meta_path.name)
 
 

@@ -19,7 +19,6 @@ the `.dataset.safetensors` file the app saved of it.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -40,7 +39,7 @@ import core
 from core.config import TrainConfig
 from core.data import DATASETS, SAVED_SUFFIX, ImageDataset, save_dataset
 from core.events import Stop
-from core.files import atomic_write
+from core.files import atomic_write, parse_json, safe_name
 from core.settings import HostSettings
 from core.store import ACTIVE, DamagedRun, RunStatus, RunStore
 from core.worker import run_worker
@@ -127,7 +126,7 @@ class RunActor:
         self.store = RunStore(run)
         saved = None
         if dataset is not None:  # under its own name, which a message about it then names
-            saved = self.folder / "data" / Path(self.store.config().dataset).name
+            saved = self.folder / "data" / safe_name(Path(self.store.config().dataset).name, limit=120)
             saved.parent.mkdir()
             saved.write_bytes(dataset)
         if threads:
@@ -265,8 +264,10 @@ class RayWorker:
     def _merge_status(self, data: bytes) -> None:
         """The node's status, but for the fields the app owns; a finished run gives up the app's pid with it."""
         try:
-            node = json.loads(data)
+            node = parse_json(data, "the node's status.json")
         except ValueError:
+            return
+        if not isinstance(node, dict):
             return
         fields = {k: v for k, v in node.items() if k not in APP_FIELDS}
         if "pid" in node and node["pid"] is None:

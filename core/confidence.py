@@ -53,6 +53,6 @@ def coverage_curve(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, list[
 def coverage_at(probs: torch.Tensor, labels: torch.Tensor, threshold: float) -> tuple[float, float | None]:
     """The share of answers a threshold keeps (sure ones) and their accuracy (None when it keeps none)."""
     top, predicted = probs.float().max(1)
-    kept = top >= threshold  # as is_sure
+    kept = top.double() >= threshold  # as is_sure compares: a float32 probability with the float threshold
     right = predicted[kept] == labels.to(predicted.device)[kept]
     return float(kept.float().mean()), float(right.float().mean()) if kept.any() else None

@@ -42,30 +42,41 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def safe_name(text: str, limit: int = 40) -> str:
-    """A part of a file name made from a user's text (a dataset's name): letters, digits, '-', '_' and '.', the
-    rest as '_', at most `limit` long, never starting with '.', '-' or '_' (no hidden files); "data" when empty."""
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:limit].lstrip("._-") or "data"
+    """A part of a file name made from a user's text (a dataset's name): ASCII letters, digits, '-', '_' and '.'
+    (what a run id may hold, core.store.RUN_ID), the rest as '_', at most `limit` long, never starting with '.',
+    '-' or '_' (no hidden files); "data" when nothing is left."""
+    kept = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_." else "_" for ch in text)
+    return kept[:limit].lstrip("._-") or "data"
 
 
 def read_json(path: Path, max_bytes: int) -> Any:
     """The JSON in `path`, read only when it is a regular file of at most `max_bytes` (a file anyone may have
     replaced is never read whole first). FileNotFoundError when there is none; ValueError naming the file and why
     for one that is not a regular file, too large, unreadable, not JSON or nested too deeply."""
-    if not path.is_file():
-        if path.exists():
-            raise ValueError(f"{path.name} is not a regular file.")
-        raise FileNotFoundError(path)
     try:
+        if not path.is_file():
+            if path.exists():
+                raise ValueError(f"{path.name} is not a regular file.")
+            raise FileNotFoundError(path)
         if path.stat().st_size > max_bytes:
             limit = f"{max_bytes >> 20} MB" if max_bytes >= 1 << 20 else f"{max_bytes >> 10} kB"
             raise ValueError(f"{path.name} is larger than {limit}.")
-        return json.loads(path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path.name} is not valid JSON ({exc}).") from None
-    except RecursionError:
-        raise ValueError(f"{path.name} is nested too deeply to be read.") from None
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(path) from None  # also when it went between the look and the read
     except OSError as exc:
         raise ValueError(f"{path.name} cannot be read ({exc.strerror or exc}).") from None
+    return parse_json(data, path.name)
+
+
+def parse_json(data: bytes, name: str) -> Any:
+    """JSON bytes (a file's, a Ray node's copy of one) as Python; ValueError naming `name` for anything else."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError(f"{name} is nested too deeply to be read.") from None
+    except ValueError as exc:  # not JSON, not UTF-8, a number of more digits than Python converts
+        raise ValueError(f"{name} is not valid JSON ({exc}).") from None
 
 
 @contextlib.contextmanager

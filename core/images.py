@@ -8,6 +8,7 @@ in its alpha channel (a transparent background) keeps that ink.
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -35,9 +36,14 @@ def read_image(source: str | Path | BinaryIO, colour: bool | None = None, name: 
         name = path.name
         if not path.is_file():
             raise ImageRefused(f"{name}: not a regular file.")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ImageRefused(f"{name} is larger than {MAX_FILE_BYTES >> 20} MB.")
+        size = path.stat().st_size
+    else:  # an upload: its bytes are already in memory, but decoding them costs more
+        at = source.tell()
+        size = source.seek(0, io.SEEK_END)
+        source.seek(at)
     name = name or "the image"
+    if size > MAX_FILE_BYTES:
+        raise ImageRefused(f"{name} is larger than {MAX_FILE_BYTES >> 20} MB.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused just below, with a message

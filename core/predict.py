@@ -21,6 +21,7 @@ from core.augment import TEST_TIME_AUGMENTATIONS
 from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from core.confidence import is_sure
 from core.images import ImageRefused, read_image
+from core.preprocess import Normalizer
 
 
 def read_unit_image(source: str | Path | BinaryIO, colour: bool, name: str | None = None) -> torch.Tensor:
@@ -45,17 +46,20 @@ def fit_to_input(image: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tens
 
 class OnUnitPixels(nn.Module):
     """A run's model as it answers: images on [0, 1] in, normalised, the mean logits of its test-time views
-    (`tta`) out. What predictions, exports (ONNX) and attributions (gradients with respect to pixels) all run."""
+    (`tta`) out. What predictions, exports (ONNX) and attributions (gradients with respect to pixels) all run.
+    (Not in core.preprocess: that module is copied into exported scripts, which have no core.augment.)"""
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], tta: str = "none") -> None:
         super().__init__()
         self.model = model
         self.views = TEST_TIME_AUGMENTATIONS[tta]
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        normalize = Normalizer(mean, std)
+        self.register_buffer("mean", normalize.mean)  # buffers: they follow the module to its device
+        self.register_buffer("std", normalize.std)
 
     @classmethod
     def of(cls, checkpoint: Checkpoint) -> "OnUnitPixels":
+        """The checkpoint's model with its run's normalisation and test-time augmentation."""
         return cls(checkpoint.model, checkpoint.meta["mean"], checkpoint.meta["std"], checkpoint.tta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
+import time
 from pathlib import Path
 
 from core.checkpoint import CheckpointError, load_checkpoint
@@ -20,9 +19,9 @@ from core.events import stop_on_sigterm
 from core.export import run_zip, to_onnx, write_run_script
 from core.importers import DataImportError
 from core.settings import HostSettings
-from core.store import ACTIVE, DamagedRun, RunStatus, RunStore, delete_run, find_run, list_runs, run_row, runs_dir
+from core.store import DamagedRun, RunStatus, RunStore, delete_run, find_run, list_runs, run_row, runs_dir
 from core.train import ProgressBar, report, train_on_ray
-from core.worker import LAUNCHING
+from core.worker import request_stop
 
 
 def _fmt(value, spec: str) -> str:
@@ -110,19 +109,17 @@ def resume_on_ray(store: RunStore, settings: HostSettings, as_json: bool) -> int
     return train_on_ray(store, settings, dataset, as_json)
 
 
-def cmd_stop(args) -> int:
+def cmd_stop(args: argparse.Namespace) -> int:
     store = find_run(args.run)
     status = store.status()
-    if status["status"] not in ACTIVE or not status.get("pid"):
-        print(f"error: run {store.id} is {status['status']}, not training", file=sys.stderr)
+    if status["status"] == RunStatus.QUEUED and not status.get("pid") and store.transition(
+            {RunStatus.QUEUED}, status=RunStatus.CANCELLED, message="Cancelled before it started.", pid=None,
+            finished=time.time()):  # queued in the app: no server has taken it yet
+        print(f"cancelled run {store.id} before it started")
+        return 0
+    if not request_stop(store):
+        print(f"error: run {store.id} is {store.status()['status']}, not training", file=sys.stderr)
         return 1
-    store.update_status(stop_requested=True)  # read by a Ray run's owner, and by a worker as it starts
-    status = store.status()  # after the flag: a worker not yet started reads it; one started has written its own pid
-    if status.get("backend") != "ray" and status["status"] in ACTIVE and status.get("pid") and status.get("message") != LAUNCHING:
-        try:
-            os.kill(status["pid"], signal.SIGTERM)  # the trainer ends within a batch and keeps its best checkpoint
-        except ProcessLookupError:  # it ended meanwhile
-            pass
     print(f"asked run {store.id} to stop")
     return 0
 

@@ -58,22 +58,37 @@ def _gradcam(wrapped: OnUnitPixels, x: torch.Tensor, target: int) -> torch.Tenso
     return LayerAttribution.interpolate(cam, tuple(x.shape[2:]), "bilinear").sum(1)
 
 
+NOTHING_MOVES = ("No pixel moves this class's score here: every gradient is zero (units saturated or switched off "
+                 "for this image).")
+
+
 @dataclass(frozen=True)
 class Method:
     label: str  # as a choice on a page
     description: str
+    look_for: str  # what a learner should read in its map
     attribute: Callable[[OnUnitPixels, torch.Tensor, int], torch.Tensor]  # 1 x C x H x W input -> 1 x H x W map
     over_views: bool  # explains the answer of the run's test-time views; False: the plain pass alone
+    empty: str = NOTHING_MOVES  # why its map can be all zero, said instead of a picture without red
 
 
 METHODS = {
-    "saliency": Method("gradient", "gradient saliency: how much each pixel's change would move the class's score",
-                       _saliency, True),
-    "integrated-gradients": Method("integrated gradients", "integrated gradients: each pixel's share of the score, "
-                                   "summed from a black image to this one", _integrated_gradients, True),
-    # one layer's maps in one pass, which a mirrored or shifted view would not line up with
-    "gradcam": Method("Grad-CAM", "Grad-CAM: where the last convolution's feature maps that favour the class light up",
-                      _gradcam, False),
+    "saliency": Method(
+        "gradient", "gradient saliency: how much each pixel's change would move the class's score",
+        "Red pixels are those whose change would move the score most. A model that reads the digit lights up its "
+        "strokes; one that lights up the empty background has learned something else.", _saliency, True),
+    "integrated-gradients": Method(
+        "integrated gradients", "integrated gradients: each pixel's share of the score, summed from a black image to "
+        "this one", "Each pixel's share of the score, adding the image up from black: it falls on the ink by "
+        "construction, so look at which strokes carry the answer.", _integrated_gradients, True),
+    "gradcam": Method(
+        "Grad-CAM", "Grad-CAM: where the last convolution's feature maps that favour the class light up",
+        "Where the last convolution's maps that favour this class are active, coarse because that layer is small. It "
+        "may point at background whose emptiness is evidence too (a 7 has no loop at the bottom).", _gradcam,
+        False,  # one layer's maps in one pass, which a mirrored or shifted view would not line up with
+        "Grad-CAM finds nothing here: none of the last convolution's maps, weighed by how they move this class's "
+        "score, is positive anywhere (Grad-CAM keeps only evidence for the class). Models early in training often "
+        "show this; gradient saliency still shows which pixels move the score."),
 }
 
 

@@ -10,8 +10,6 @@ was, and runs started from the command line take their device slots too.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import threading
 import time
@@ -27,8 +25,8 @@ from core.data import DATASETS
 from core.device import resolve_device
 from core.models import build_model, count_parameters
 from core.settings import HostSettings
-from core.store import ACTIVE, RESUMABLE, RUN_ID, RunStatus, RunStore, list_runs, owner, process_alive
-from core.worker import LAUNCHING, LocalWorker, Worker
+from core.store import ACTIVE, RESUMABLE, RUN_ID, RunStatus, RunStore, list_runs, owner
+from core.worker import LAUNCHING, LocalWorker, Worker, request_stop
 from core.workspaces import LOCAL, all_workspaces, workspace_root
 
 TRAINING = frozenset({RunStatus.LOADING, RunStatus.RUNNING, RunStatus.EVALUATING})
@@ -156,21 +154,14 @@ class Scheduler:
             self._refresh_soon()
             return
         with self._lock:  # a launch holds this lock from claiming a run until its worker is in _workers
-            status = store.status()
-            pid = status.get("pid")
-            if status["status"] not in ACTIVE:
+            if store.status()["status"] not in ACTIVE:
                 return
             mine = next((worker for path, worker in self._workers if path == store.path), None)
             if mine is not None:
                 self._stopping.add(store.path)  # if it dies before it says so, it ends as stopped, not interrupted
                 mine.stop()
-            elif status.get("backend") == "ray":  # its owner (the command line, another server) passes it on
-                store.update_status(stop_requested=True)
-            elif pid and pid > 1 and pid != os.getpid() and process_alive(pid, status.get("pid_start")):  # never the server
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+            else:  # the command line's, another server's: never a signal to a server
+                request_stop(store)
 
     def entries(self) -> list[Entry]:
         """Every queued or training run of every workspace, as of the scheduler's last look (at most a second old)."""
@@ -322,7 +313,7 @@ class Scheduler:
             self._workers.remove((path, worker))
             store = RunStore(path)
             status = store.status()
-            if path in self._stopping:
+            if path in self._stopping or status.get("stop_requested"):  # asked here, or by request_stop
                 self._stopping.discard(path)
                 store.transition({RunStatus.INTERRUPTED}, status=RunStatus.STOPPED, pid=None,
                                  message="Stopped by request before training began.")

@@ -28,11 +28,31 @@ from core.data import DatasetUnavailable, load_saved_dataset
 from core.engine import train
 from core.events import stop_on_sigterm
 from core.importers import DataImportError
-from core.store import ACTIVE, DamagedRun, RunStatus, RunStore, owner
+from core.store import ACTIVE, DamagedRun, RunStatus, RunStore, owner, process_alive
 
 
 LAUNCHING = "Starting a worker process"  # a run's message from its claim by a server until its worker runs
 WORKER_STARTED = "The worker process started"
+
+
+def request_stop(store: RunStore) -> bool:
+    """Ask a run that another process trains to stop (python -m core.runs stop, the Stop of a server that does not
+    own it); False when it is not training. The flag reaches a Ray run's owner and a worker that has not started
+    yet; a started trainer gets a SIGTERM, never the server that claimed the run (its pid while LAUNCHING)."""
+    if store.status()["status"] not in ACTIVE:
+        return False
+    store.update_status(stop_requested=True)
+    status = store.status()  # after the flag: a worker not yet started reads it; one started has written its own pid
+    if status["status"] not in ACTIVE:
+        return False
+    pid = status.get("pid")
+    if (status.get("backend") != "ray" and status.get("message") != LAUNCHING and pid and pid > 1
+            and pid != os.getpid() and process_alive(pid, status.get("pid_start"))):
+        try:
+            os.kill(pid, signal.SIGTERM)  # the trainer ends within a batch and keeps its best checkpoint
+        except ProcessLookupError:  # it ended meanwhile
+            pass
+    return True
 
 
 def exit_with(parent: int, store: RunStore) -> None:
@@ -76,7 +96,7 @@ class LocalWorker:
                 [sys.executable, "-m", "core.worker", str(store.path), "--max-seconds", str(max_seconds),
                  "--parent", str(os.getpid()), "--threads", str(threads)],
                 cwd=Path(__file__).resolve().parents[1], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        store.update_status(**owner(process.pid))  # its message stays LAUNCHING until it can take a SIGTERM
+        store.transition(ACTIVE, **owner(process.pid))  # its message stays LAUNCHING until it can take a SIGTERM
         return cls(process)
 
     def poll(self) -> int | None:
@@ -134,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         exit_with(args.parent, store)
     # From here a SIGTERM stops the run cleanly, so only now does the message say so; a stop asked before (python -m
     # core.runs stop, which signals no process while the message is LAUNCHING: it may be the server's) is read here.
-    store.transition(ACTIVE, **owner(), message=WORKER_STARTED)
-    if store.raw_status().get("stop_requested"):
+    if not store.transition(ACTIVE, **owner(), message=WORKER_STARTED):
+        return 1  # no longer to train (its server ended, it was damaged): nothing to do
+    if store.status().get("stop_requested"):
         stop.set()
     return run_worker(store, stop, args.max_seconds)
 

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.inspect import convolution_layers, feature_maps, filter_grid, tile
 from core.metrics import confident_mistakes, predictions_fit
-from core.predict import predict_tensor
+from core.predict import fit_to_input, predict_tensor
 from core.preprocess import to_unit
 from pages.lib import image_row, intro, workspace
 from pages.lib.insides import DRAWN, answer, run_dataset, show, trained_run, why_this_answer
@@ -112,11 +112,13 @@ sources = ["a test image", "a mistake"] + (["your drawing"] if DRAWN in st.sessi
 source = st.sidebar.radio("Look at", sources, key="inside_source")
 image = None
 if source == "your drawing":
-    drawn = st.session_state[DRAWN]
-    if tuple(drawn.shape) == tuple(meta["input_shape"]):
-        image = drawn
+    drawn, shape = st.session_state[DRAWN], tuple(meta["input_shape"])
+    if drawn.shape[0] == shape[0]:
+        image = fit_to_input(drawn, shape)
     else:
-        st.sidebar.warning("Your drawing does not fit this model's input; pick a test image.")
+        kinds = {1: "grey", 3: "colour"}
+        st.sidebar.warning(f"Your drawing is {kinds[drawn.shape[0]]} and this model reads {kinds[shape[0]]} images; "
+                           f"pick a test image.")
 else:
     data = run_dataset(ws, store.config().dataset, "only your drawing can be shown")
     if data is not None:

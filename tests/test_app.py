@@ -568,6 +568,13 @@ def test_the_draw_page_says_not_sure_below_the_threshold(two_runs):
     at = open_page("pages/5_Inside.py", at)  # the drawing is there too
     at.sidebar.radio(key="inside_source").set_value("your drawing").run()
     assert not at.exception and any(m.value.startswith("**conv1** · Conv2d") for m in at.markdown)
+    at.session_state["drawn_input"] = torch.rand(1, 32, 32)  # drawn for a model of 32 x 32 grey images
+    at.run()
+    assert not at.exception and not at.sidebar.warning and any(m.value.startswith("**conv1** · Conv2d · 8 x 24 x 24")
+                                                               for m in at.markdown)  # resized to this one's 28 x 28
+    at.session_state["drawn_input"] = torch.rand(3, 28, 28)  # a photo, for a colour model
+    at.run()
+    assert at.sidebar.warning[0].value.startswith("Your drawing is colour and this model reads grey images")
 
 
 def test_the_inside_page_of_a_run_with_damaged_histories_says_so(two_runs):

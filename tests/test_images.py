@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
@@ -13,6 +14,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from core import images
 from core.images import ImageRefused, read_image
 from core.importers import DataImportError, import_image_folder
 
@@ -70,6 +72,18 @@ def test_hidden_folders_are_not_classes_and_odd_files_are_refused(tmp_path):
     os.mkfifo(tmp_path / "pipe.png")
     with pytest.raises(ImageRefused, match="not a regular file"):
         read_image(tmp_path / "pipe.png")
+
+
+def test_an_upload_is_held_to_the_same_size_limit_as_a_file(monkeypatch):
+    png = io.BytesIO()
+    Image.new("L", (8, 8), 40).save(png, format="PNG")
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", len(png.getvalue()))
+    assert read_image(io.BytesIO(png.getvalue()), name="digit.png").shape == (8, 8)
+    png.seek(0, io.SEEK_END)
+    png.write(b"\0")  # one byte over
+    png.seek(0)
+    with pytest.raises(ImageRefused, match="digit.png is larger than"):
+        read_image(png, name="digit.png")
 
 
 @pytest.mark.parametrize("mode, suffix", [("L", "png"), ("RGB", "png"), ("L", "jpg"), ("RGB", "jpg"),

@@ -118,7 +118,10 @@ def test_coverage_curve_keeps_the_surest_answers_first():
     assert curve["threshold"] == pytest.approx([0.9, 0.8, 0.7, 0.6])
     assert curve["coverage"] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert curve["accuracy"] == pytest.approx([1.0, 1.0, 2 / 3, 0.5])
-    assert coverage_at(probs, labels, 0.7) == pytest.approx((0.75, 2 / 3))  # a threshold keeps what reaches it
+    assert coverage_at(probs, labels, 0.65) == pytest.approx((0.75, 2 / 3))  # a threshold keeps what reaches it
+    at = float(probs[2, 1])  # 0.7 as float32 holds it, just below the float 0.7
+    assert coverage_at(probs, labels, at)[0] == 0.75 and is_sure(at, at)
+    assert coverage_at(probs, labels, 0.7)[0] == 0.5 and not is_sure(at, 0.7)  # both say "not sure" of it
     assert coverage_at(probs, labels, 0.95) == (0.0, None)
     many = torch.rand(5000, 3)
     assert len(coverage_curve(many, torch.zeros(5000, dtype=torch.long))["coverage"]) == 200  # a chart's width

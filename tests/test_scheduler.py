@@ -204,15 +204,20 @@ def test_a_worker_whose_server_died_leaves_a_training_run_interrupted_and_a_fini
     assert store.status()["status"] == left
 
 
-def test_a_command_line_stop_while_a_server_starts_the_worker_never_signals_the_server_and_reaches_the_worker(store_root):
+@pytest.mark.parametrize("asked_by", ["the command line", "another server"])
+def test_a_stop_while_a_server_starts_the_worker_never_signals_the_server_and_reaches_the_worker(store_root, make_scheduler,
+                                                                                                   asked_by):
     repo = Path(__file__).resolve().parents[1]
     server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])  # the server that claimed the run
     try:
         store = RunStore.create(TrainConfig(**TINY), "mnist", store_root / "run")
         store.update_status(status=RunStatus.LOADING, **owner(server.pid), backend="local", message=LAUNCHING)
-        stop = subprocess.run([sys.executable, "-m", "core.runs", "stop", str(store.path)], cwd=repo, capture_output=True,
-                              text=True, timeout=120)
-        assert stop.returncode == 0, stop.stderr
+        if asked_by == "the command line":
+            stop = subprocess.run([sys.executable, "-m", "core.runs", "stop", str(store.path)], cwd=repo,
+                                  capture_output=True, text=True, timeout=120)
+            assert stop.returncode == 0 and "asked run" in stop.stdout, stop.stderr
+        else:  # a server that does not own the run: its Stop button
+            make_scheduler(HostSettings()).stop(store)
         time.sleep(0.5)
         assert server.poll() is None  # the old command sent SIGTERM to the claim's pid: the server
         worker = subprocess.run([sys.executable, "-m", "core.worker", str(store.path)], cwd=repo, capture_output=True,
@@ -222,6 +227,14 @@ def test_a_command_line_stop_while_a_server_starts_the_worker_never_signals_the_
     finally:
         server.kill()
         server.wait()
+
+
+def test_the_command_line_cancels_a_run_queued_in_the_app(store_root):
+    store = RunStore.create(TrainConfig(**TINY), "mnist", store_root / "run", pid=None)  # as the app queues one
+    stop = subprocess.run([sys.executable, "-m", "core.runs", "stop", str(store.path)], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=120)
+    assert stop.returncode == 0 and "cancelled" in stop.stdout, stop.stderr
+    assert store.status()["status"] == RunStatus.CANCELLED
 
 
 def test_a_run_over_the_hosts_time_limit_stops_cleanly_and_keeps_its_best_checkpoint(make_scheduler):

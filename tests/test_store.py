@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from core import runs as runs_cli
 from core.config import TrainConfig
-from core.store import DamagedRun, RunStatus, RunStore, delete_run, find_run, list_runs, run_row
+from core.store import RUN_ID, DamagedRun, RunStatus, RunStore, delete_run, find_run, list_runs, run_row
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
@@ -79,7 +79,8 @@ def test_a_run_with_any_json_in_its_files_reads_as_a_run_or_as_damaged_and_never
     ("null", "not a JSON object"), ("[1, 2]", "not a JSON object"), ('"finished"', "not a JSON object"),
     ('{"status": "finished", "pid": "abc"}', "pid"), ('{"status": "running", "pid": 1099511627776}', "pid"),
     ('{"status": "finished", "created": "yesterday"}', "created"), ('{"status": "done"}', "no known status"),
-    ("{not json", "not valid JSON"),
+    ("{not json", "not valid JSON"), ('{"status": "finished", "created": ' + "9" * 5000 + "}", "not valid JSON"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
 ])
 def test_one_damaged_run_is_listed_as_damaged_and_the_others_list_show_and_delete(store_root, capsys, status, reason):
     good, other = finished_run(store_root, "good"), finished_run(store_root, "other")
@@ -154,3 +155,11 @@ def test_steps_whose_layer_numbers_are_not_numbers_mark_the_run_damaged(store_ro
     (run.path / "steps.json").write_text('[{"epoch": 1, "step": 1, "loss": 0.5, "lr": 0.1, '
                                          '"layers": {"conv1": {"mean": 0.1, "std": null, "grad_norm": 2}}}]')
     assert run.steps()[0]["layers"]["conv1"]["std"] is None
+
+
+@given(st.text(max_size=60))
+def test_a_run_made_for_a_dataset_of_any_name_is_found_by_the_store(tmp_path_factory, name):
+    root = tmp_path_factory.mktemp("runs")
+    store = RunStore.create(TrainConfig(), name, root=root)  # "café", "数字", "..": its folder is still a run id
+    event("non-ASCII" if not name.isascii() else "ASCII")
+    assert RUN_ID.fullmatch(store.path.name) and [s.path for s in list_runs(root)] == [store.path]

@@ -24,23 +24,8 @@ NO_THRESHOLD = ("No \"not sure\" threshold was calibrated for this run (no valid
                 "validation answers to take a spread from, or it diverged or was stopped first), so it always answers.")
 DRAWN = "drawn_input"  # session state: the Draw page's last drawing as the model sees it (C x H x W on [0, 1])
 
-WHAT_TO_LOOK_FOR = {
-    "saliency": "Red pixels are those whose change would move the score most. A model that reads the digit "
-                "lights up its strokes; one that lights up the empty background has learned something else.",
-    "integrated-gradients": "Each pixel's share of the score, adding the image up from black: it falls on the ink "
-                            "by construction, so look at which strokes carry the answer.",
-    "gradcam": "Where the last convolution's maps that favour this class are active, coarse because that layer is "
-               "small. It may point at background whose emptiness is evidence too (a 7 has no loop at the bottom).",
-}
-NOTHING_SHOWN = {  # an all-zero map: say why, rather than show a picture without red
-    "gradcam": "Grad-CAM finds nothing here: none of the last convolution's maps, weighed by how they move this "
-               "class's score, is positive anywhere (Grad-CAM keeps only evidence for the class). Models early in "
-               "training often show this; gradient saliency still shows which pixels move the score.",
-}
-NOTHING_MOVES = ("No pixel moves this class's score here: every gradient is zero (units saturated or switched off "
-                 "for this image).")
-GRADCAM_ONE_PASS = (" This run answers with the mean over test-time views of the image; Grad-CAM looks at the image "
-                    "as it is only, since a mirrored view's maps would not line up with it.")
+ONE_PASS = (" This run answers with the mean over test-time views of the image; {label} looks at the image as it is "
+            "only, since a mirrored view's maps would not line up with it.")
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -106,10 +91,12 @@ def why_this_answer(checkpoint: Checkpoint, image: torch.Tensor, target: int, ke
         st.info(str(exc))
         return
     show(overlay(image, saliency), width, caption=f"why {checkpoint.class_names[target][:16]}")
+    chosen = METHODS[method]
     if not float(saliency.max()) > 0:
-        st.info(NOTHING_SHOWN.get(method, NOTHING_MOVES))
+        st.info(chosen.empty)
     else:
-        st.caption(WHAT_TO_LOOK_FOR[method] + (GRADCAM_ONE_PASS if method == "gradcam" and checkpoint.tta != "none" else ""))
+        one_pass = not chosen.over_views and checkpoint.tta != "none"
+        st.caption(chosen.look_for + (ONE_PASS.format(label=chosen.label) if one_pass else ""))
 
 
 def answer(probs: torch.Tensor, names: Sequence[str], threshold: float | None) -> tuple[str, str | None]:
