@@ -205,7 +205,7 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
     trained_out = cfg.patience and progress["epochs_without_gain"] >= cfg.patience
     result.best_epoch = progress["best_epoch"]
     if trained_out:
-        result.message = (f"Early stopping: no better validation {cfg.best_by} for {cfg.patience} epochs "
+        result.message = (f"Early stopping: no better validation {cfg.best_by} for {_epochs(cfg.patience)} "
                           f"after epoch {result.best_epoch}.")
     step, train_time, samples_seen = progress["step"], progress["train_time"], progress["samples_seen"]
     layer_stats = LayerStats(model)
@@ -316,15 +316,14 @@ def _train(cfg: TrainConfig, emit: Callable[[Event], None], stop: threading.Even
         store.save_training_state(model, optimizer, scheduler, gen, progress, result.epochs, result.steps, best_state)
         emit(record)
         if cfg.patience and progress["epochs_without_gain"] >= cfg.patience:
-            result.message = (f"Early stopping: no better validation {cfg.best_by} for {cfg.patience} epochs "
+            result.message = (f"Early stopping: no better validation {cfg.best_by} for {_epochs(cfg.patience)} "
                               f"after epoch {result.best_epoch}.")
             break
 
     layer_stats.close()
     if result.status == RunStatus.RUNNING:
         result.status = RunStatus.FINISHED
-        n = len(result.epochs)
-        result.message = result.message or f"Finished {n} epoch{'' if n == 1 else 's'}."
+        result.message = result.message or f"Finished {_epochs(len(result.epochs))}."
     if best_state is not None:
         model.load_state_dict(best_state)  # from Resume's state too, so best.* matches it after a kill
     if best_val_probs is None and len(val_idx):  # resumed, or stopped inside the first epoch (None if stopped again)
@@ -410,6 +409,10 @@ def resume(store: RunStore, on_event: Callable[[Event], None] | None = None,
     """Continue an interrupted or stopped run from its last finished epoch, with its own saved config."""
     claim_resume(store)
     return train(store.config(), on_event, stop, dataset, store)
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'' if n == 1 else 's'}"
 
 
 def claim_resume(store: RunStore, backend: str = "local") -> None:

@@ -37,10 +37,14 @@ def read_image(source: str | Path | BinaryIO, colour: bool | None = None, name: 
         if not path.is_file():
             raise ImageRefused(f"{name}: not a regular file.")
         size = path.stat().st_size
-    else:  # an upload: its bytes are already in memory, but decoding them costs more
-        at = source.tell()
-        size = source.seek(0, io.SEEK_END)
-        source.seek(at)
+    else:  # an upload or an open file: measured where it can seek, else read no further than the limit
+        try:
+            at = source.tell()
+            size = source.seek(0, io.SEEK_END)
+            source.seek(at)
+        except (OSError, AttributeError):  # a pipe, a socket: io.UnsupportedOperation is an OSError
+            source = io.BytesIO(source.read(MAX_FILE_BYTES + 1))
+            size = len(source.getbuffer())
     name = name or "the image"
     if size > MAX_FILE_BYTES:
         raise ImageRefused(f"{name} is larger than {MAX_FILE_BYTES >> 20} MB.")

@@ -47,7 +47,7 @@ def fit_to_input(image: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tens
 class OnUnitPixels(nn.Module):
     """A run's model as it answers: images on [0, 1] in, normalised, the mean logits of its test-time views
     (`tta`) out. What predictions, exports (ONNX) and attributions (gradients with respect to pixels) all run.
-    (Not in core.preprocess: that module is copied into exported scripts, which have no core.augment.)"""
+    (Not in core.preprocess: exported scripts copy that module's lines, imports included, and have no core.)"""
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float], tta: str = "none") -> None:
         super().__init__()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from core.checkpoint import CheckpointError, load_checkpoint
@@ -21,7 +20,7 @@ from core.importers import DataImportError
 from core.settings import HostSettings
 from core.store import DamagedRun, RunStatus, RunStore, delete_run, find_run, list_runs, run_row, runs_dir
 from core.train import ProgressBar, report, train_on_ray
-from core.worker import request_stop
+from core.worker import cancel_if_queued, request_stop
 
 
 def _fmt(value, spec: str) -> str:
@@ -111,10 +110,7 @@ def resume_on_ray(store: RunStore, settings: HostSettings, as_json: bool) -> int
 
 def cmd_stop(args: argparse.Namespace) -> int:
     store = find_run(args.run)
-    status = store.status()
-    if status["status"] == RunStatus.QUEUED and not status.get("pid") and store.transition(
-            {RunStatus.QUEUED}, status=RunStatus.CANCELLED, message="Cancelled before it started.", pid=None,
-            finished=time.time()):  # queued in the app: no server has taken it yet
+    if cancel_if_queued(store):  # queued in the app: no server has taken it yet
         print(f"cancelled run {store.id} before it started")
         return 0
     if not request_stop(store):

@@ -58,8 +58,8 @@ def _gradcam(wrapped: OnUnitPixels, x: torch.Tensor, target: int) -> torch.Tenso
     return LayerAttribution.interpolate(cam, tuple(x.shape[2:]), "bilinear").sum(1)
 
 
-NOTHING_MOVES = ("No pixel moves this class's score here: every gradient is zero (units saturated or switched off "
-                 "for this image).")
+NOTHING_MOVES = ("This method gives no pixel any weight for this class here (a black image, or units saturated or "
+                 "switched off for it): try another method or image.")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from core.device import resolve_device
 from core.models import build_model, count_parameters
 from core.settings import HostSettings
 from core.store import ACTIVE, RESUMABLE, RUN_ID, RunStatus, RunStore, list_runs, owner
-from core.worker import LAUNCHING, LocalWorker, Worker, request_stop
+from core.worker import LAUNCHING, LocalWorker, Worker, cancel_if_queued, request_stop
 from core.workspaces import LOCAL, all_workspaces, workspace_root
 
 TRAINING = frozenset({RunStatus.LOADING, RunStatus.RUNNING, RunStatus.EVALUATING})
@@ -147,21 +147,21 @@ class Scheduler:
                              f"cancelled run can be resumed.")
         self._refresh_soon()
 
-    def stop(self, store: RunStore) -> None:
-        """Cancel a queued run, or ask a training one to stop (it ends within a batch and keeps its checkpoint)."""
-        if store.transition({RunStatus.QUEUED}, status=RunStatus.CANCELLED, message="Cancelled before it started.",
-                            pid=None, finished=time.time()):
+    def stop(self, store: RunStore) -> bool:
+        """Cancel a queued run, or ask a training one to stop (it ends within a batch and keeps its checkpoint);
+        False when it was neither."""
+        if cancel_if_queued(store):
             self._refresh_soon()
-            return
+            return True
         with self._lock:  # a launch holds this lock from claiming a run until its worker is in _workers
             if store.status()["status"] not in ACTIVE:
-                return
+                return False
             mine = next((worker for path, worker in self._workers if path == store.path), None)
-            if mine is not None:
-                self._stopping.add(store.path)  # if it dies before it says so, it ends as stopped, not interrupted
-                mine.stop()
-            else:  # the command line's, another server's: never a signal to a server
-                request_stop(store)
+            if mine is None:  # the command line's, another server's: never a signal to a server
+                return request_stop(store)
+            self._stopping.add(store.path)  # if it dies before it says so, it ends as stopped, not interrupted
+            mine.stop()
+            return True
 
     def entries(self) -> list[Entry]:
         """Every queued or training run of every workspace, as of the scheduler's last look (at most a second old)."""
@@ -313,10 +313,13 @@ class Scheduler:
             self._workers.remove((path, worker))
             store = RunStore(path)
             status = store.status()
-            if path in self._stopping or status.get("stop_requested"):  # asked here, or by request_stop
+            if path in self._stopping:
                 self._stopping.discard(path)
-                store.transition({RunStatus.INTERRUPTED}, status=RunStatus.STOPPED, pid=None,
-                                 message="Stopped by request before training began.")
+                message = ("Stopped by request before training began." if not store.has_training_state() else
+                           f"Stopped by request; its worker then ended (exit code {code}). Resume continues from "
+                           f"its last finished epoch.")
+                store.transition({RunStatus.INTERRUPTED}, status=RunStatus.STOPPED, pid=None, message=message,
+                                 finished=time.time())
             else:  # only if still so: a Resume may have queued it again meanwhile
                 store.transition({RunStatus.INTERRUPTED}, status=RunStatus.INTERRUPTED, pid=None, message=worker.lost(code))
             if status.get("samples_per_second"):

@@ -35,6 +35,15 @@ LAUNCHING = "Starting a worker process"  # a run's message from its claim by a s
 WORKER_STARTED = "The worker process started"
 
 
+def cancel_if_queued(store: RunStore) -> bool:
+    """Cancel a run queued in the app (no process has it yet; a command line's own queued run names its pid and is
+    left to it); True when cancelled."""
+    status = store.status()  # a queued run's pid does not change while it is queued: None until a server claims it
+    return (status["status"] == RunStatus.QUEUED and status.get("pid") is None
+            and store.transition({RunStatus.QUEUED}, status=RunStatus.CANCELLED, message="Cancelled before it started.",
+                                 pid=None, finished=time.time()))
+
+
 def request_stop(store: RunStore) -> bool:
     """Ask a run that another process trains to stop (python -m core.runs stop, the Stop of a server that does not
     own it); False when it is not training. The flag reaches a Ray run's owner and a worker that has not started
@@ -52,6 +61,8 @@ def request_stop(store: RunStore) -> bool:
             os.kill(pid, signal.SIGTERM)  # the trainer ends within a batch and keeps its best checkpoint
         except ProcessLookupError:  # it ended meanwhile
             pass
+        except PermissionError:  # its pid now another user's process: the trainer is gone
+            return False
     return True
 
 

@@ -79,8 +79,10 @@ status = store.status()
 st.markdown(f"**{store.id}** of {short(ws)}: {status['status']} · {status.get('message', '')}")
 stop_col, delete_col = st.columns(2)
 if stop_col.button("⏹️ Stop this run", disabled=status["status"] not in ACTIVE):
-    jobs().stop(store)
-    st.success(f"Asked {store.id} to stop.")
+    if jobs().stop(store):
+        st.success(f"Asked {store.id} to stop.")
+    else:
+        st.info(f"{store.id} had already ended.")
 sure = delete_col.checkbox(f"Yes, delete {store.id} for good")
 if delete_col.button("🗑️ Delete this run", disabled=not sure or status["status"] in ACTIVE):
     try:

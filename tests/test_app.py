@@ -518,7 +518,7 @@ def test_inside_shows_filters_per_epoch_feature_maps_and_why(two_runs):
         at.run()
         assert any(i.value.startswith("Grad-CAM finds nothing here") for i in at.info)
         at.radio(key="inside_method").set_value("saliency").run()
-        assert any(i.value.startswith("No pixel moves this class's score") for i in at.info)
+        assert any(i.value.startswith("This method gives no pixel any weight") for i in at.info)
     trained_filters = at.get("image")[0].proto.imgs[0].url
     at.select_slider(key="filters_epoch").set_value("0 (as initialised)").run()
     assert not at.exception and at.get("image")[0].proto.imgs[0].url != trained_filters  # another picture

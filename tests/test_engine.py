@@ -124,7 +124,7 @@ def test_divergence_before_any_epoch_returns_a_status_not_an_exception(small_mni
 def test_early_stopping_with_patience(small_mnist, tmp_path):
     # a learning rate this small leaves validation accuracy where it starts
     result = train(_cfg(tmp_path, epochs=10, patience=2, lr=1e-8, scheduler="none", limit_train=500), dataset=small_mnist)
-    assert result.status == "finished" and "Early stopping" in result.message
+    assert result.status == "finished" and "Early stopping: no better validation accuracy for 2 epochs" in result.message
     assert len(result.epochs) == 3 and result.best_epoch == 1
 
 
@@ -361,6 +361,7 @@ def test_test_time_augmentation_feeds_every_prediction_of_the_run(small_mnist, t
 
     cfg = _cfg(tmp_path, epochs=1, limit_train=1000)
     plain = train(cfg, dataset=small_mnist)
+    assert plain.message == "Finished 1 epoch."
     flipped = train(dataclasses.replace(cfg, tta="flip"), dataset=small_mnist)
     assert [e["train_loss"] for e in flipped.epochs] == [e["train_loss"] for e in plain.epochs]
     assert [e["val_loss"] for e in flipped.epochs] != [e["val_loss"] for e in plain.epochs]

@@ -84,6 +84,16 @@ def test_an_upload_is_held_to_the_same_size_limit_as_a_file(monkeypatch):
     png.seek(0)
     with pytest.raises(ImageRefused, match="digit.png is larger than"):
         read_image(png, name="digit.png")
+    for data, readable in ((png.getvalue()[:-1], True), (png.getvalue(), False)):  # a stream that cannot seek
+        r, w = os.pipe()
+        os.write(w, data)
+        os.close(w)
+        with os.fdopen(r, "rb") as stream:
+            if readable:
+                assert read_image(stream, name="digit.png").shape == (8, 8)
+            else:
+                with pytest.raises(ImageRefused, match="digit.png is larger than"):
+                    read_image(stream, name="digit.png")
 
 
 @pytest.mark.parametrize("mode, suffix", [("L", "png"), ("RGB", "png"), ("L", "jpg"), ("RGB", "jpg"),

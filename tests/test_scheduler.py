@@ -237,6 +237,12 @@ def test_the_command_line_cancels_a_run_queued_in_the_app(store_root):
     assert store.status()["status"] == RunStatus.CANCELLED
 
 
+def test_a_servers_stop_leaves_a_command_lines_own_queued_run_to_it(make_scheduler, store_root):
+    store = RunStore.create(TrainConfig(**TINY), "mnist", store_root / "run")  # queued under this process's pid
+    assert make_scheduler(HostSettings()).stop(store)
+    assert store.status()["status"] == RunStatus.QUEUED and store.status()["stop_requested"]  # asked, not cancelled
+
+
 def test_a_run_over_the_hosts_time_limit_stops_cleanly_and_keeps_its_best_checkpoint(make_scheduler):
     sched = make_scheduler(HostSettings(max_train_seconds=2.0))
     run = sched.submit(TrainConfig(**{**TINY, "epochs": 30, "limit_train": 6000}), private(), "mnist")
