@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,22 +51,29 @@ def safe_name(text: str, limit: int = 40) -> str:
 
 
 def read_json(path: Path, max_bytes: int) -> Any:
-    """The JSON in `path`, read only when it is a regular file of at most `max_bytes` (a file anyone may have
-    replaced is never read whole first). FileNotFoundError when there is none; ValueError naming the file and why
-    for one that is not a regular file, too large, unreadable, not JSON or nested too deeply."""
+    """The JSON in `path`, read only when it is a regular file of at most `max_bytes`, judged on the file opened
+    (one swapped in after a look is never read whole; a pipe never blocks). FileNotFoundError when there is none;
+    ValueError naming the file and why for one that is not a regular file, too large, unreadable, not JSON or
+    nested too deeply."""
     try:
-        if not path.is_file():
-            if path.exists():
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise ValueError(f"{path.name} is not a regular file.")
-            raise FileNotFoundError(path)
-        if path.stat().st_size > max_bytes:
-            limit = f"{max_bytes >> 20} MB" if max_bytes >= 1 << 20 else f"{max_bytes >> 10} kB"
-            raise ValueError(f"{path.name} is larger than {limit}.")
-        data = path.read_bytes()
+            chunks, left = [], max_bytes + 1  # all of it up to the limit, and a byte more to tell
+            while left > 0 and (chunk := os.read(fd, left)):
+                chunks.append(chunk)
+                left -= len(chunk)
+            data = b"".join(chunks)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
-        raise FileNotFoundError(path) from None  # also when it went between the look and the read
+        raise FileNotFoundError(path) from None
     except OSError as exc:
         raise ValueError(f"{path.name} cannot be read ({exc.strerror or exc}).") from None
+    if len(data) > max_bytes:
+        limit = f"{max_bytes >> 20} MB" if max_bytes >= 1 << 20 else f"{max_bytes:,} bytes"
+        raise ValueError(f"{path.name} is larger than {limit}.")
     return parse_json(data, path.name)
 
 
