@@ -41,7 +41,7 @@ from core.data import DATASETS, SAVED_SUFFIX, ImageDataset, save_dataset
 from core.events import Stop
 from core.files import atomic_write, parse_json, safe_name
 from core.settings import HostSettings
-from core.store import ACTIVE, DamagedRun, RunStatus, RunStore
+from core.store import ACTIVE, DamagedRun, RunStatus, RunStore, process_alive
 from core.worker import run_worker
 
 try:
@@ -102,14 +102,8 @@ def remove_dead_actors_folders(parent: Path) -> None:
     start = _actor_folders_start()
     for folder in parent.glob(f"{start}*"):
         pid = folder.name[len(start):].split("-")[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if pid.isdigit() and not process_alive(int(pid)):  # another user's live process counts as alive
             shutil.rmtree(folder, ignore_errors=True)
-        except PermissionError:  # another user's live process
-            continue
 
 
 class RunActor:
